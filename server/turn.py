@@ -93,9 +93,7 @@ def validate_participant_id(participant_id: str) -> None:
     if not participant_id:
         raise InvalidParticipantId("Participant id is empty")
     if len(participant_id) > MAX_PARTICIPANT_ID_LENGTH:
-        raise InvalidParticipantId(
-            f"Participant id is longer than {MAX_PARTICIPANT_ID_LENGTH} characters"
-        )
+        raise InvalidParticipantId(f"Participant id is longer than {MAX_PARTICIPANT_ID_LENGTH} characters")
     if SEPARATOR in participant_id:
         raise InvalidParticipantId(f'Participant id must not contain "{SEPARATOR}"')
     if not participant_id.isascii() or not participant_id.isprintable() or " " in participant_id:

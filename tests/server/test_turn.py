@@ -58,9 +58,7 @@ def test_different_participants_and_secrets_get_different_passwords() -> None:
     assert password(b"a", "p1") != password(b"b", "p1")
 
 
-@pytest.mark.parametrize(
-    "participant_id", ["", "room:1", "a b", "caf\u00e9", "tab\tbed", "x" * 129]
-)
+@pytest.mark.parametrize("participant_id", ["", "room:1", "a b", "caf\u00e9", "tab\tbed", "x" * 129])
 def test_participant_ids_coturn_would_misread_are_refused(participant_id: str) -> None:
     with pytest.raises(InvalidParticipantId) as info:
         turn_credentials(
@@ -81,9 +79,7 @@ def test_ttl_must_be_positive_and_at_most_a_day(ttl: timedelta) -> None:
 def test_naive_now_empty_secret_and_no_urls_are_refused() -> None:
     ttl = timedelta(minutes=1)
     with pytest.raises(TurnCredentialError, match="timezone-aware"):
-        turn_credentials(
-            secret=b"s", participant_id="p", ttl=ttl, now=NOW.replace(tzinfo=None), urls=URLS
-        )
+        turn_credentials(secret=b"s", participant_id="p", ttl=ttl, now=NOW.replace(tzinfo=None), urls=URLS)
     with pytest.raises(TurnCredentialError, match="secret is empty"):
         turn_credentials(secret=b"", participant_id="p", ttl=ttl, now=NOW, urls=URLS)
     with pytest.raises(TurnCredentialError, match="url"):

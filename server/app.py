@@ -1,0 +1,49 @@
+"""The FastAPI application factory: composes identity, operations and the feature routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from server.db import session_scope
+from server.errors import install_error_handlers
+from server.identity.routes import router as identity_router
+from server.ops.middleware import RequestContextMiddleware
+from server.ops.routes import router as ops_router
+from server.security.keys import ensure_signing_key
+from server.services import Services
+from server.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """Build the app for ``settings``; the database must already be migrated."""
+    settings = settings or Settings()
+    services = services or Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with session_scope(services.engine) as session:
+            ensure_signing_key(session=session, secret=settings.secret_key.get_secret_value().encode())
+        services.keys.load()
+        for start in services.extras.get("startup", []):
+            await start()
+        try:
+            yield
+        finally:
+            for stop in reversed(services.extras.get("shutdown", [])):
+                await stop()
+
+    app = FastAPI(
+        title="telemed",
+        version="0.1.0",
+        summary="Video consultations for prison healthcare",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=services.metrics)
+    app.include_router(ops_router)
+    app.include_router(identity_router)
+    return app

@@ -1,0 +1,213 @@
+"""The ``telemed`` command: serve, first-run setup, users, keys, database.
+
+Features add their own sub-commands (``telemed audit``, ``telemed device``…) by
+registering a Typer app on ``cli`` in their own module, imported at the bottom.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import Session
+
+from server.db import make_engine, session_scope, upgrade_database
+from server.errors import TelemedError
+from server.identity import service as identity
+from server.identity.models import Role
+from server.security.keys import ensure_signing_key, rotate_signing_key
+from server.settings import Settings
+
+cli = typer.Typer(help="telemed: video consultations for prison healthcare.", no_args_is_help=True)
+user_cli = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+keys_cli = typer.Typer(help="Manage signing keys.", no_args_is_help=True)
+db_cli = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+cli.add_typer(user_cli, name="user")
+cli.add_typer(keys_cli, name="keys")
+cli.add_typer(db_cli, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning configuration mistakes into a readable exit."""
+    try:
+        return Settings()
+    except ValueError as exc:
+        err_console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _session(settings: Settings) -> Session:
+    return Session(make_engine(settings.resolved_database_url), expire_on_commit=False)
+
+
+def prepare_database(settings: Settings) -> None:
+    """Apply migrations and make sure a signing key exists."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    with session_scope(engine) as session:
+        ensure_signing_key(session=session, secret=settings.secret_key.get_secret_value().encode())
+    engine.dispose()
+
+
+@cli.command()
+def serve(
+    host: str | None = typer.Option(None, help="Interface to bind (default TELEMED_HOST, 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port to bind (default TELEMED_PORT, 8000)."),
+) -> None:
+    """Migrate the database and run the server."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.ops.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    prepare_database(settings)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        ws_max_size=65536,
+    )
+
+
+@cli.command()
+def init(
+    username: str = typer.Option("admin", help="Username of the first admin."),
+    display_name: str = typer.Option("Healthcare admin", help="Shown name of the first admin."),
+) -> None:
+    """Create the first admin account and print how to sign in."""
+    settings = load_settings()
+    prepare_database(settings)
+    with _session(settings) as session:
+        if identity.count_admins(session=session) > 0:
+            err_console.print(
+                "[yellow]An admin already exists; nothing done.[/yellow] Use `telemed user add`."
+            )
+            raise typer.Exit(1)
+        password = identity.generate_password()
+        identity.create_user(
+            session=session,
+            username=username,
+            password=password,
+            role=Role.ADMIN,
+            display_name=display_name,
+        )
+        session.commit()
+    console.print(f"Created admin [bold]{username}[/bold]. This password is shown once:")
+    console.print(f"  [bold]{password}[/bold]")
+    console.print(
+        f"Sign in: curl -s -X POST {settings.public_url}/api/v1/auth/login "
+        f'-H \'content-type: application/json\' -d \'{{"username":"{username}","password":"<password>"}}\''
+    )
+
+
+@user_cli.command("add")
+def user_add(
+    username: str,
+    role: Role = typer.Option(..., help="clinician, specialist or admin."),
+    display_name: str = typer.Option(..., help="Name shown to others in a call."),
+    establishment: str | None = typer.Option(None, help="Prison or hospital."),
+    password: str | None = typer.Option(
+        None,
+        envvar="TELEMED_NEW_USER_PASSWORD",
+        help="Password (default: generated and printed once).",
+    ),
+) -> None:
+    """Add a user."""
+    settings = load_settings()
+    prepare_database(settings)
+    generated = password is None
+    secret = password or identity.generate_password()
+    with _session(settings) as session:
+        try:
+            identity.create_user(
+                session=session,
+                username=username,
+                password=secret,
+                role=role,
+                display_name=display_name,
+                establishment=establishment,
+            )
+        except TelemedError as exc:
+            err_console.print(f"[red]{exc.code}:[/red] {exc.detail}")
+            raise typer.Exit(1) from exc
+        session.commit()
+    console.print(f"Added {role.value} [bold]{username}[/bold].")
+    if generated:
+        console.print(f"Password (shown once): [bold]{secret}[/bold]")
+
+
+@user_cli.command("list")
+def user_list(role: Role | None = typer.Option(None, help="Only this role.")) -> None:
+    """List users."""
+    settings = load_settings()
+    prepare_database(settings)
+    table = Table("username", "role", "name", "establishment", "status")
+    with _session(settings) as session:
+        for user in identity.list_users(session=session, role=role):
+            table.add_row(
+                user.username,
+                user.role.value,
+                user.display_name,
+                user.establishment or "",
+                "disabled" if user.disabled else "active",
+            )
+    console.print(table)
+
+
+@user_cli.command("disable")
+def user_disable(username: str) -> None:
+    """Disable a user; their sessions end at once."""
+    settings = load_settings()
+    prepare_database(settings)
+    with _session(settings) as session:
+        try:
+            user = identity.get_user_by_username(session=session, username=username)
+        except TelemedError as exc:
+            err_console.print(f"[red]{exc.code}:[/red] {exc.detail}")
+            raise typer.Exit(1) from exc
+        identity.set_disabled(session=session, user=user, disabled=True)
+        session.commit()
+    console.print(f"Disabled [bold]{username}[/bold].")
+
+
+@keys_cli.command("rotate")
+def keys_rotate() -> None:
+    """Add a new token signing key; old keys still verify until their tokens expire."""
+    settings = load_settings()
+    prepare_database(settings)
+    with _session(settings) as session:
+        key = rotate_signing_key(
+            session=session,
+            secret=settings.secret_key.get_secret_value().encode(),
+            retention=settings.signing_key_retention,
+        )
+        session.commit()
+        kid = key.kid
+    console.print(
+        f"New signing key [bold]{kid}[/bold]; previous keys verify for {settings.signing_key_retention}."
+    )
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all pending migrations."""
+    settings = load_settings()
+    prepare_database(settings)
+    console.print("Database is up to date.")
+
+
+def main() -> None:
+    """Entry point of the ``telemed`` console script."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Route dependencies as ``Annotated`` aliases, so a signature states what it requires."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from server.errors import AccessDenied, AuthenticationRequired, InvalidToken
+from server.identity.models import Role, User
+from server.identity.service import ACCESS_AUDIENCE, is_revoked
+from server.services import Services
+
+
+def get_services(request: Request) -> Services:
+    """The app's wired services."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_session(services: ServicesDep) -> Iterator[Session]:
+    """A database session for one request: committed on success, rolled back on error."""
+    with Session(services.engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/login")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The signed-in user and the claims of the access token they presented."""
+
+    user: User
+    claims: dict[str, Any]
+
+    @property
+    def jti(self) -> str:
+        return str(self.claims["jti"])
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(int(self.claims["exp"]), UTC)
+
+
+def get_principal(
+    services: ServicesDep,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Verify the bearer access token; refuse revoked tokens and disabled users."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise AuthenticationRequired("Send an access token as 'Authorization: Bearer …'")
+    claims = services.jwt.verify(credentials.credentials, audience=ACCESS_AUDIENCE)
+    if is_revoked(session=session, jti=claims["jti"]):
+        raise InvalidToken("The token has been revoked")
+    user = session.get(User, claims["sub"])
+    if user is None or user.disabled:
+        raise InvalidToken("The token's user is not active")
+    return Principal(user=user, claims=claims)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def get_current_user(principal: CurrentPrincipal) -> User:
+    """The signed-in user."""
+    return principal.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_roles(*roles: Role) -> Any:
+    """A dependency that lets only the given roles through."""
+
+    def check(user: CurrentUser) -> User:
+        if user.role not in roles:
+            raise AccessDenied(f"This needs the role {' or '.join(r.value for r in roles)}")
+        return user
+
+    return Depends(check)
+
+
+AdminUser = Annotated[User, require_roles(Role.ADMIN)]
+ClinicianUser = Annotated[User, require_roles(Role.CLINICIAN)]
+StaffUser = Annotated[User, require_roles(Role.CLINICIAN, Role.ADMIN)]

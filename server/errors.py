@@ -1,0 +1,205 @@
+"""The server's error tree, and the one handler that turns errors into problem+json.
+
+Errors are grouped by what the caller can do about them::
+
+    TelemedError                       500 internal_error
+    ├── BadRequest                     400 bad_request
+    │   └── ValidationFailed           422 validation_error
+    ├── AuthenticationRequired         401 authentication_required
+    │   ├── InvalidCredentials         401 invalid_credentials
+    │   ├── InvalidToken               401 invalid_token
+    │   └── RefreshTokenReused         401 refresh_token_reused
+    ├── AccessDenied                   403 access_denied
+    │   └── PolicyFailed               403 policy_failed
+    ├── NotFound                       404 not_found
+    ├── Conflict                       409 conflict
+    │   ├── AlreadyExists              409 already_exists
+    │   └── InvalidState               409 invalid_state
+    ├── AccountLocked                  423 account_locked
+    ├── RateLimited                    429 rate_limited
+    └── ServiceUnavailable             503 service_unavailable
+
+Libraries (``records``, ``device_policy``) keep their own error classes with the same
+``code``/``status``/``title`` attributes; the server registers their bases with the same
+handler, so every error on the wire is ``application/problem+json`` (RFC 9457) with a
+stable ``code``. Services raise these, never ``HTTPException``. Messages never carry a
+secret, a token or patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("telemed.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class TelemedError(Exception):
+    """Base of every error the server reports to a caller."""
+
+    code = "internal_error"
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class BadRequest(TelemedError):
+    code, status, title = "bad_request", 400, "Bad request"
+
+
+class ValidationFailed(BadRequest):
+    code, status, title = "validation_error", 422, "The request is not valid"
+
+
+class AuthenticationRequired(TelemedError):
+    code, status, title = "authentication_required", 401, "Authentication required"
+
+
+class InvalidCredentials(AuthenticationRequired):
+    code, title = "invalid_credentials", "Wrong username or password"
+
+
+class InvalidToken(AuthenticationRequired):
+    code, title = "invalid_token", "The token is not valid"
+
+
+class RefreshTokenReused(AuthenticationRequired):
+    code, title = "refresh_token_reused", "Refresh token reused; the session has been revoked"
+
+
+class AccessDenied(TelemedError):
+    code, status, title = "access_denied", 403, "Access denied"
+
+
+class PolicyFailed(AccessDenied):
+    code, title = "policy_failed", "The device does not meet the policy"
+
+
+class NotFound(TelemedError):
+    code, status, title = "not_found", 404, "Not found"
+
+
+class Conflict(TelemedError):
+    code, status, title = "conflict", 409, "Conflict"
+
+
+class AlreadyExists(Conflict):
+    code, title = "already_exists", "Already exists"
+
+
+class InvalidState(Conflict):
+    code, title = "invalid_state", "Not allowed in the current state"
+
+    def __init__(self, detail: str, *, state: str, **extra: Any) -> None:
+        super().__init__(detail, state=state, **extra)
+        self.state = state
+
+
+class AccountLocked(TelemedError):
+    code, status, title = "account_locked", 423, "Account temporarily locked"
+
+
+class RateLimited(TelemedError):
+    code, status, title = "rate_limited", 429, "Too many requests"
+
+
+class ServiceUnavailable(TelemedError):
+    code, status, title = "service_unavailable", 503, "A service the server needs is unavailable"
+
+
+def problem_body(
+    *, code: str, status: int, title: str, detail: str, request: Request | None, **extra: Any
+) -> dict[str, Any]:
+    """Build an RFC 9457 problem document with our stable ``code``."""
+    body: dict[str, Any] = {
+        "type": f"urn:telemed:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+        request_id = getattr(request.state, "request_id", None)
+        if request_id:
+            body["request_id"] = request_id
+    body.update({k: v for k, v in extra.items() if k not in body})
+    return body
+
+
+def problem_response(request: Request | None, exc: Exception) -> JSONResponse:
+    """Turn any error carrying ``code``/``status``/``title`` into a problem+json response."""
+    code = getattr(exc, "code", "internal_error")
+    status = int(getattr(exc, "status", 500))
+    title = getattr(exc, "title", "Internal error")
+    detail = getattr(exc, "detail", None) or str(exc) or title
+    extra = dict(getattr(exc, "extra", {}) or {})
+    headers = {}
+    retry_after = extra.pop("retry_after_s", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(int(retry_after))
+        extra["retry_after_s"] = int(retry_after)
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    body = problem_body(code=code, status=status, title=title, detail=detail, request=request, **extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Never echo the rejected input: it may be a password or patient data.
+    return [
+        {
+            "loc": [str(p) for p in err.get("loc", ())],
+            "msg": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
+        for err in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI, library_errors: Iterable[type[Exception]] = ()) -> None:
+    """Map the error tree, library errors and framework errors to problem+json."""
+
+    async def on_telemed_error(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(request, exc)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it
+        err = ValidationFailed("The request body or parameters are not valid", errors=_validation_errors(exc))
+        return problem_response(request, err)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "authentication_required"}
+        code = codes.get(exc.status_code, f"http_{exc.status_code}")
+        body = problem_body(
+            code=code,
+            status=exc.status_code,
+            title=str(exc.detail),
+            detail=str(exc.detail),
+            request=request,
+        )
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_MEDIA_TYPE)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"error_type": type(exc).__name__})
+        return problem_response(request, TelemedError("An unexpected error occurred"))
+
+    app.add_exception_handler(TelemedError, on_telemed_error)
+    for base in library_errors:
+        app.add_exception_handler(base, on_telemed_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

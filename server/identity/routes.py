@@ -1,0 +1,132 @@
+"""HTTP API for sign-in, tokens and user administration."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+
+from server.deps import AdminUser, CurrentPrincipal, CurrentUser, ServicesDep, SessionDep
+from server.errors import InvalidCredentials
+from server.identity import service
+from server.identity.models import Role, UserPublic
+
+router = APIRouter(prefix="/api/v1", tags=["identity"])
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=256)
+
+
+class LogoutRequest(BaseModel):
+    refresh_token: str | None = Field(default=None, max_length=256)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
+    expires_in: int
+    user: UserPublic
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=3, max_length=64, pattern=r"^[a-z0-9._@-]+$")
+    display_name: str = Field(min_length=1, max_length=120)
+    role: Role
+    password: str = Field(min_length=12, max_length=256)
+    establishment: str | None = Field(default=None, max_length=120)
+
+
+def _pair(pair: service.TokenPair) -> TokenResponse:
+    return TokenResponse(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in,
+        user=UserPublic.model_validate(pair.user, from_attributes=True),
+    )
+
+
+@router.post("/auth/login", response_model=TokenResponse)
+def login(body: LoginRequest, services: ServicesDep, session: SessionDep) -> TokenResponse:
+    """Sign in with username and password; returns a 15-minute access token and a refresh token."""
+    try:
+        pair = service.login(
+            session=session,
+            jwt=services.jwt,
+            policy=services.login_policy,
+            username=body.username,
+            password=body.password,
+        )
+    except InvalidCredentials:
+        services.metrics.logins.labels("failed").inc()
+        session.commit()  # keep the failure count even though the request fails
+        raise
+    services.metrics.logins.labels("ok").inc()
+    return _pair(pair)
+
+
+@router.post("/auth/refresh", response_model=TokenResponse)
+def refresh(body: RefreshRequest, services: ServicesDep, session: SessionDep) -> TokenResponse:
+    """Swap a refresh token for a new pair; reusing an old refresh token ends the whole session."""
+    pair = service.refresh(
+        session=session,
+        jwt=services.jwt,
+        policy=services.login_policy,
+        refresh_token=body.refresh_token,
+    )
+    return _pair(pair)
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(principal: CurrentPrincipal, session: SessionDep, body: LogoutRequest | None = None) -> None:
+    """End this session: the access token stops working and its refresh tokens are revoked."""
+    service.logout(
+        session=session,
+        user_id=principal.user.id,
+        access_jti=principal.jti,
+        access_exp=principal.expires_at,
+        refresh_token=body.refresh_token if body else None,
+    )
+
+
+@router.get("/me", response_model=UserPublic)
+def me(user: CurrentUser) -> UserPublic:
+    """Who the access token belongs to."""
+    return UserPublic.model_validate(user, from_attributes=True)
+
+
+@router.get("/users", response_model=list[UserPublic])
+def list_users(_admin: AdminUser, session: SessionDep, role: Role | None = None) -> list[UserPublic]:
+    """List users (admin)."""
+    return [
+        UserPublic.model_validate(u, from_attributes=True)
+        for u in service.list_users(session=session, role=role)
+    ]
+
+
+@router.post("/users", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
+def create_user(body: UserCreate, _admin: AdminUser, session: SessionDep) -> UserPublic:
+    """Create a user (admin)."""
+    user = service.create_user(
+        session=session,
+        username=body.username,
+        password=body.password,
+        role=body.role,
+        display_name=body.display_name,
+        establishment=body.establishment,
+    )
+    return UserPublic.model_validate(user, from_attributes=True)
+
+
+@router.post("/users/{user_id}/disable", response_model=UserPublic)
+def disable_user(user_id: str, _admin: AdminUser, session: SessionDep) -> UserPublic:
+    """Disable a user (admin); their sessions end at once."""
+    user = service.set_disabled(
+        session=session, user=service.get_user(session=session, user_id=user_id), disabled=True
+    )
+    return UserPublic.model_validate(user, from_attributes=True)

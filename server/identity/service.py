@@ -1,0 +1,262 @@
+"""Users, login, refresh-token rotation, lockout and logout. Knows nothing of HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from server.db import utcnow
+from server.errors import (
+    AccountLocked,
+    AlreadyExists,
+    InvalidCredentials,
+    InvalidToken,
+    NotFound,
+    RefreshTokenReused,
+    ValidationFailed,
+)
+from server.identity.models import RefreshToken, Role, User, new_id
+from server.security.jwt import JwtService
+from server.security.models import RevokedToken
+from server.security.passwords import (
+    MIN_PASSWORD_LENGTH,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+
+log = logging.getLogger("telemed.identity")
+
+ACCESS_AUDIENCE = "telemed-api"
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    """How long tokens live and when an account locks."""
+
+    access_ttl: timedelta
+    refresh_ttl: timedelta
+    lockout_threshold: int
+    lockout_duration: timedelta
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """What a successful login or refresh hands back."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User
+
+
+def _hash_refresh(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def generate_password() -> str:
+    """A random password that satisfies the length rule, for first-run and CLI-created users."""
+    return secrets.token_urlsafe(18)
+
+
+def create_user(
+    *,
+    session: Session,
+    username: str,
+    password: str,
+    role: Role,
+    display_name: str,
+    establishment: str | None = None,
+) -> User:
+    """Create a user with a hashed password; usernames are unique."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(f"Passwords must be at least {MIN_PASSWORD_LENGTH} characters")
+    username = username.strip().lower()
+    if session.exec(select(User).where(User.username == username)).first() is not None:
+        raise AlreadyExists("A user with that username already exists")
+    user = User.model_validate(
+        {
+            "username": username,
+            "display_name": display_name,
+            "role": role,
+            "establishment": establishment,
+            "password_hash": hash_password(password),
+        }
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def count_admins(*, session: Session) -> int:
+    """How many admin accounts exist (``telemed init`` runs only on an empty system)."""
+    return int(session.exec(select(func.count()).select_from(User).where(User.role == Role.ADMIN)).one())
+
+
+def get_user(*, session: Session, user_id: str) -> User:
+    """A user by id."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user")
+    return user
+
+
+def get_user_by_username(*, session: Session, username: str) -> User:
+    """A user by username."""
+    user = session.exec(select(User).where(User.username == username.strip().lower())).first()
+    if user is None:
+        raise NotFound("No such user")
+    return user
+
+
+def list_users(*, session: Session, role: Role | None = None) -> list[User]:
+    """All users, optionally of one role, by username."""
+    query = select(User).order_by(User.username)
+    if role is not None:
+        query = query.where(User.role == role)
+    return list(session.exec(query))
+
+
+def set_disabled(*, session: Session, user: User, disabled: bool) -> User:
+    """Disable (or re-enable) a user; disabling ends every session at once."""
+    user.disabled = disabled
+    session.add(user)
+    if disabled:
+        _revoke_all_refresh(session=session, user_id=user.id)
+    return user
+
+
+def _revoke_all_refresh(*, session: Session, user_id: str) -> None:
+    now = utcnow()
+    for row in session.exec(
+        select(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at == None)  # noqa: E711
+    ):
+        row.revoked_at = now
+        session.add(row)
+
+
+def _issue_pair(
+    *, session: Session, jwt: JwtService, policy: LoginPolicy, user: User, family_id: str
+) -> TokenPair:
+    access = jwt.issue(
+        subject=user.id,
+        audience=ACCESS_AUDIENCE,
+        ttl=policy.access_ttl,
+        claims={"role": user.role.value, "name": user.display_name},
+    )
+    refresh = f"rt_{secrets.token_urlsafe(32)}"
+    session.add(
+        RefreshToken(
+            user_id=user.id,
+            family_id=family_id,
+            token_hash=_hash_refresh(refresh),
+            expires_at=utcnow() + policy.refresh_ttl,
+        )
+    )
+    return TokenPair(
+        access_token=access,
+        refresh_token=refresh,
+        expires_in=int(policy.access_ttl.total_seconds()),
+        user=user,
+    )
+
+
+def login(
+    *, session: Session, jwt: JwtService, policy: LoginPolicy, username: str, password: str
+) -> TokenPair:
+    """Check a password and open a session; repeated failures lock the account for a while.
+
+    An unknown user, a disabled user and a wrong password all answer ``invalid_credentials``
+    in the same time, so a caller cannot learn which accounts exist.
+    """
+    now = utcnow()
+    user = session.exec(select(User).where(User.username == username.strip().lower())).first()
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        # The hash is still checked, so a locked account answers no faster than an open one.
+        verify_password(user.password_hash, password)
+        retry = int((user.locked_until - now).total_seconds()) + 1
+        raise AccountLocked("Too many failed sign-ins; try again later", retry_after_s=retry)
+    ok = verify_password(user.password_hash if user else None, password)
+    if user is None or not ok or user.disabled:
+        if user is not None and not user.disabled:
+            user.failed_logins += 1
+            if user.failed_logins >= policy.lockout_threshold:
+                user.locked_until = now + policy.lockout_duration
+                user.failed_logins = 0
+                log.warning("account locked after repeated failures", extra={"user_id": user.id})
+            session.add(user)
+        raise InvalidCredentials("Wrong username or password")
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    session.add(user)
+    return _issue_pair(session=session, jwt=jwt, policy=policy, user=user, family_id=new_id())
+
+
+def refresh(*, session: Session, jwt: JwtService, policy: LoginPolicy, refresh_token: str) -> TokenPair:
+    """Swap a refresh token for a new pair; a second use of the same token revokes its family."""
+    row = session.exec(
+        select(RefreshToken).where(RefreshToken.token_hash == _hash_refresh(refresh_token))
+    ).first()
+    if row is None:
+        raise InvalidToken("The refresh token is not valid")
+    now = utcnow()
+    if row.used_at is not None or row.revoked_at is not None:
+        for sibling in session.exec(select(RefreshToken).where(RefreshToken.family_id == row.family_id)):
+            if sibling.revoked_at is None:
+                sibling.revoked_at = now
+                session.add(sibling)
+        log.warning("refresh token reuse; family revoked", extra={"user_id": row.user_id})
+        # Commit the revocation even though the caller gets an error.
+        session.commit()
+        raise RefreshTokenReused()
+    if row.expires_at <= now:
+        raise InvalidToken("The refresh token has expired")
+    user = session.get(User, row.user_id)
+    if user is None or user.disabled:
+        raise InvalidToken("The refresh token is not valid")
+    row.used_at = now
+    session.add(row)
+    return _issue_pair(session=session, jwt=jwt, policy=policy, user=user, family_id=row.family_id)
+
+
+def revoke_jti(*, session: Session, jti: str, expires_at: datetime, reason: str) -> None:
+    """Put a token id on the deny-list until the token would have expired anyway."""
+    if session.get(RevokedToken, jti) is None:
+        session.add(RevokedToken(jti=jti, expires_at=expires_at, reason=reason))
+
+
+def is_revoked(*, session: Session, jti: str) -> bool:
+    """True if the token id is on the deny-list."""
+    return session.get(RevokedToken, jti) is not None
+
+
+def logout(
+    *,
+    session: Session,
+    user_id: str,
+    access_jti: str,
+    access_exp: datetime,
+    refresh_token: str | None,
+) -> None:
+    """End a session: deny the access token and revoke its refresh family (or all of the user's)."""
+    revoke_jti(session=session, jti=access_jti, expires_at=access_exp, reason="logout")
+    if refresh_token:
+        row = session.exec(
+            select(RefreshToken).where(RefreshToken.token_hash == _hash_refresh(refresh_token))
+        ).first()
+        if row is not None and row.user_id == user_id:
+            for sibling in session.exec(select(RefreshToken).where(RefreshToken.family_id == row.family_id)):
+                if sibling.revoked_at is None:
+                    sibling.revoked_at = utcnow()
+                    session.add(sibling)
+            return
+    _revoke_all_refresh(session=session, user_id=user_id)

@@ -1,0 +1,13 @@
+"""Every table the server's database holds, imported in one place for Alembic."""
+
+from __future__ import annotations
+
+from sqlmodel import SQLModel
+
+from server.devices.models import Device
+from server.identity.models import RefreshToken, User
+from server.security.models import RevokedToken, SigningKey
+
+metadata = SQLModel.metadata
+
+__all__ = ["Device", "RefreshToken", "RevokedToken", "SigningKey", "User", "metadata"]

@@ -1,0 +1,53 @@
+"""The long-lived objects one server process holds, built once from the settings.
+
+Routes reach them through ``server.deps``; nothing reaches for a module-level global.
+Features add their own objects here as they are built (the signalling hub, the
+records vault, the audit log…).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from server.db import make_engine
+from server.identity.service import LoginPolicy
+from server.ops.metrics import Metrics
+from server.security.jwt import JwtService
+from server.security.keys import KeyRing
+from server.settings import Settings
+
+
+@dataclass
+class Services:
+    """Everything a request handler may need, wired once per app."""
+
+    settings: Settings
+    engine: Engine
+    keys: KeyRing
+    jwt: JwtService
+    metrics: Metrics
+    login_policy: LoginPolicy
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, *, engine: Engine | None = None) -> Services:
+        """Wire the services for ``settings`` (the database must already be migrated)."""
+        engine = engine or make_engine(settings.resolved_database_url)
+        secret = settings.secret_key.get_secret_value().encode()
+        keys = KeyRing(engine=engine, secret=secret)
+        return cls(
+            settings=settings,
+            engine=engine,
+            keys=keys,
+            jwt=JwtService(keys=keys, issuer=settings.issuer, leeway_s=settings.jwt_leeway_s),
+            metrics=Metrics(),
+            login_policy=LoginPolicy(
+                access_ttl=settings.access_token_ttl,
+                refresh_ttl=settings.refresh_token_ttl,
+                lockout_threshold=settings.lockout_threshold,
+                lockout_duration=settings.lockout_duration,
+            ),
+        )

@@ -1,0 +1,97 @@
+"""One typed settings object for the whole server, read from ``TELEMED_*`` variables.
+
+Embedded defaults work with no configuration at all: a SQLite file under the data
+directory, the in-process signalling bus, no TURN. Outside development mode the
+server refuses to start on the built-in development secret.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "telemed-development-secret-do-not-use-in-production"  # noqa: S105
+
+
+class Environment(StrEnum):
+    """Where the server runs; only ``development`` accepts insecure defaults."""
+
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class InsecureConfiguration(ValueError):
+    """The settings would run the server with a known or weak secret."""
+
+
+class Settings(BaseSettings):
+    """Everything the server can be configured with (env prefix ``TELEMED_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TELEMED_", extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Field(
+        default=Path(".telemed"),
+        description="Where the SQLite file, keys and encrypted blobs live.",
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is SQLite in data_dir."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis for the cross-node signalling bus; default in-process."
+    )
+    secret_key: SecretStr = Field(default=SecretStr(DEV_SECRET), description="Encrypts signing keys at rest.")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    issuer: str = "telemed"
+
+    access_token_ttl: timedelta = timedelta(minutes=15)
+    refresh_token_ttl: timedelta = timedelta(hours=12)
+    jwt_leeway_s: int = Field(default=30, ge=0, le=60)
+    signing_key_retention: timedelta = Field(
+        default=timedelta(hours=24),
+        description="How long a rotated-out key still verifies: the longest token lifetime.",
+    )
+    lockout_threshold: int = Field(default=5, ge=1)
+    lockout_duration: timedelta = timedelta(minutes=15)
+
+    turn_urls: list[str] = Field(default_factory=list)
+    turn_secret: SecretStr | None = None
+    turn_ttl: timedelta = timedelta(hours=1)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_insecure_outside_development(self) -> Self:
+        if self.access_token_ttl > timedelta(minutes=15):
+            raise ValueError("access_token_ttl must be at most 15 minutes")
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        secret = self.secret_key.get_secret_value()
+        if secret == DEV_SECRET or len(secret) < 32:
+            raise InsecureConfiguration(
+                "TELEMED_SECRET_KEY must be set to a random value of at least 32 characters "
+                f"outside development mode (environment is {self.environment.value!r})"
+            )
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        """True when insecure conveniences (simulated posture, dev secret) are allowed."""
+        return self.environment is Environment.DEVELOPMENT
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'telemed.db').resolve()}"
