@@ -1,0 +1,345 @@
+"""Offline verification of an audit export, and the JSON-lines export format itself.
+
+Export format (one JSON object per line, UTF-8, ``\\n``-terminated)::
+
+    {"type":"checkpoint", "tree_size":..., "root_hash":..., "last_entry_hash":..., "ts":...,
+     "key_id":..., "signature":...}          -- all checkpoints first, by tree_size
+    {"type":"entry", "seq":1, ..., "prev_hash":..., "entry_hash":...}
+    {"type":"entry", "seq":2, ...}           -- then every entry from seq 1, in order
+
+The verifier streams the entries (memory is O(log n) plus the checkpoints) and names the
+first entry that cannot be trusted. See ``docs/audit.md`` for what it can and cannot prove.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TextIO
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from records.audit.chain import GENESIS_HASH, AuditEntry, canonical_json
+from records.audit.checkpoint import (
+    Checkpoint,
+    PublicKeys,
+    public_key_map,
+    verify_checkpoint_signature,
+)
+from records.audit.merkle import MerkleAccumulator
+from records.errors import AuditVerifyFailed
+
+__all__ = [
+    "AuditExport",
+    "Problem",
+    "VerifyReport",
+    "read_export",
+    "verify_export",
+    "write_export",
+]
+
+Problem = Literal["edited", "deleted", "reordered", "truncated", "forged_checkpoint", "malformed"]
+
+
+class VerifyReport(BaseModel):
+    """Outcome of verifying an export; on failure ``first_bad_seq`` is the first untrusted entry.
+
+    Entries ``1 .. first_bad_seq - 1`` verified in place; ``None`` when the problem is not
+    tied to an entry (a checkpoint with a bad signature, a malformed checkpoint line).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    entries_checked: int
+    checkpoints_checked: int
+    first_bad_seq: int | None = None
+    problem: Problem | None = None
+    message: str
+    anchored_size: int = 0
+    """Entries covered by the largest checkpoint that verified."""
+    unanchored_entries: int = 0
+    """Entries after that checkpoint: hash-chained only, see docs/audit.md."""
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`AuditVerifyFailed` carrying this report unless it is ok."""
+        if not self.ok:
+            raise AuditVerifyFailed(self)
+
+
+@dataclass
+class _Checkpoint:
+    checkpoint: Checkpoint
+    signed: bool
+
+
+class _Verifier:
+    def __init__(self, checkpoints: list[_Checkpoint]) -> None:
+        self.pending = sorted(checkpoints, key=lambda c: c.checkpoint.tree_size)
+        self.next_cp = 0
+        self.anchored = 0
+        self.cps_checked = 0
+        self.expected = 1
+        self.prev_hash = GENESIS_HASH
+        self.acc = MerkleAccumulator()
+
+    def fail(self, problem: Problem, first_bad_seq: int | None, message: str) -> VerifyReport:
+        return VerifyReport(
+            ok=False,
+            entries_checked=self.expected - 1,
+            checkpoints_checked=self.cps_checked,
+            first_bad_seq=first_bad_seq,
+            problem=problem,
+            message=message,
+            anchored_size=self.anchored,
+            unanchored_entries=self.expected - 1 - self.anchored,
+        )
+
+    def check_checkpoints(self) -> VerifyReport | None:
+        """Check every checkpoint whose tree_size equals the entries verified so far."""
+        size = self.acc.size
+        while self.next_cp < len(self.pending):
+            item = self.pending[self.next_cp]
+            cp = item.checkpoint
+            if cp.tree_size != size:
+                return None
+            if not item.signed:
+                return self.fail(
+                    "forged_checkpoint",
+                    None,
+                    f"Checkpoint at tree size {size} has an invalid signature or unknown key",
+                )
+            last = self.prev_hash
+            root_ok = hmac.compare_digest(cp.root_hash, self.acc.root())
+            if not root_ok or not hmac.compare_digest(cp.last_entry_hash, last):
+                first = self.anchored + 1
+                return self.fail(
+                    "forged_checkpoint",
+                    first if size else None,
+                    f"Entries {first}..{size} do not match the signed checkpoint at tree size "
+                    f"{size}: an entry in that range was rewritten and the chain re-hashed, "
+                    "or the checkpoint is not from this log",
+                )
+            self.anchored = size
+            self.cps_checked += 1
+            self.next_cp += 1
+        return None
+
+
+def _strip_type(raw: Mapping[str, Any], expected: str) -> dict[str, Any]:
+    values = dict(raw)
+    kind = values.pop("type", expected)
+    if kind != expected:
+        raise ValueError(f"line of type {kind!r} where {expected!r} was expected")
+    return values
+
+
+def _raw_seq(raw: object) -> int | None:
+    if isinstance(raw, Mapping):
+        seq = raw.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            return seq
+    return None
+
+
+def verify_export(
+    entries: Iterable[Mapping[str, Any]],
+    checkpoints: Iterable[Mapping[str, Any]],
+    public_key: PublicKeys,
+) -> VerifyReport:
+    """Verify a full export (entries from seq 1, in order) against signed checkpoints."""
+    keys = public_key_map(public_key)
+    parsed: list[_Checkpoint] = []
+    for number, raw in enumerate(checkpoints, start=1):
+        try:
+            cp = Checkpoint.model_validate(_strip_type(raw, "checkpoint"))
+        except (ValidationError, ValueError, TypeError):
+            return _Verifier([]).fail("malformed", None, f"Checkpoint #{number} is malformed")
+        parsed.append(_Checkpoint(cp, verify_checkpoint_signature(cp, keys)))
+
+    state = _Verifier(parsed)
+    if failure := state.check_checkpoints():
+        return failure
+    stream = iter(entries)
+    for raw in stream:
+        expected = state.expected
+        try:
+            entry = AuditEntry.model_validate(_strip_type(raw, "entry"))
+        except (ValidationError, ValueError, TypeError):
+            return state.fail("malformed", expected, f"The entry where seq {expected} belongs is malformed")
+        if entry.seq < expected:
+            return state.fail(
+                "reordered",
+                expected,
+                f"Seq {entry.seq} appears where seq {expected} belongs (sequence goes backwards)",
+            )
+        if entry.seq > expected:
+            return _classify_gap(state, stream, missing_to=entry.seq - 1)
+        if not entry.is_intact():
+            return state.fail("edited", entry.seq, f"Entry {entry.seq} does not match its entry_hash")
+        if not hmac.compare_digest(entry.prev_hash, state.prev_hash):
+            # The previous entry verified alone but is not the one this entry was chained to:
+            # it was rewritten and re-hashed, or entries were moved or renumbered.
+            suspect = entry.seq - 1 if entry.seq - 1 > state.anchored else entry.seq
+            return state.fail(
+                "reordered",
+                suspect,
+                f"Entry {entry.seq} is not chained to entry {entry.seq - 1} (prev_hash differs)",
+            )
+        state.acc.append(entry.entry_hash)
+        state.prev_hash = entry.entry_hash
+        state.expected += 1
+        if failure := state.check_checkpoints():
+            return failure
+
+    total = state.expected - 1
+    if state.next_cp < len(state.pending):
+        item = state.pending[state.next_cp]
+        size = item.checkpoint.tree_size
+        if not item.signed:
+            return state.fail(
+                "forged_checkpoint",
+                None,
+                f"Checkpoint at tree size {size} has an invalid signature or unknown key",
+            )
+        return state.fail(
+            "truncated",
+            total + 1,
+            f"The export ends at seq {total} but a signed checkpoint covers {size} entries",
+        )
+    tail = total - state.anchored
+    if not parsed:
+        message = (
+            f"{total} entries form an intact chain, but no signed checkpoint anchors them: "
+            "truncation or a re-hashed rewrite could not be detected"
+        )
+    elif tail:
+        message = (
+            f"{total} entries verified; {state.cps_checked} checkpoints verified; the last "
+            f"{tail} entries (after seq {state.anchored}) are chained but not yet signed"
+        )
+    else:
+        message = (
+            f"{total} entries verified; {state.cps_checked} checkpoints verified; every "
+            "entry is covered by a signed checkpoint"
+        )
+    return VerifyReport(
+        ok=True,
+        entries_checked=total,
+        checkpoints_checked=state.cps_checked,
+        message=message,
+        anchored_size=state.anchored,
+        unanchored_entries=tail,
+    )
+
+
+def _classify_gap(state: _Verifier, rest: Iterator[Mapping[str, Any]], *, missing_to: int) -> VerifyReport:
+    """A seq jumped ahead: reordered if a missing seq shows up later, deleted otherwise."""
+    first = state.expected
+    for raw in rest:
+        seq = _raw_seq(raw)
+        if seq is not None and first <= seq <= missing_to:
+            return state.fail(
+                "reordered",
+                first,
+                f"Seq {seq} appears after seq {missing_to + 1}: entries are out of order",
+            )
+    span = f"Entry {first} is" if first == missing_to else f"Entries {first}..{missing_to} are"
+    return state.fail("deleted", first, f"{span} missing (seq jumps to {missing_to + 1})")
+
+
+# --- Export format -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditExport:
+    """A parsed export: checkpoints in memory, entries streamed lazily."""
+
+    checkpoints: list[dict[str, Any]]
+    entries: Iterator[dict[str, Any]]
+
+
+def _line(kind: str, values: Mapping[str, Any]) -> str:
+    return canonical_json({**values, "type": kind}).decode("utf-8") + "\n"
+
+
+def write_export(
+    entries: Iterable[AuditEntry | Mapping[str, Any]],
+    checkpoints: Iterable[Checkpoint | Mapping[str, Any]],
+    out: TextIO,
+) -> int:
+    """Write checkpoints (by tree_size) then entries (as given) as JSON lines; return lines."""
+    cps = [c.model_dump(mode="json") if isinstance(c, Checkpoint) else dict(c) for c in checkpoints]
+    cps.sort(key=lambda c: c.get("tree_size", 0))
+    for cp in cps:
+        out.write(_line("checkpoint", cp))
+    count = len(cps)
+    for entry in entries:
+        values = entry.to_export() if isinstance(entry, AuditEntry) else entry
+        out.write(_line("entry", values))
+        count += 1
+    return count
+
+
+def _parse(line: str, number: int) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        # Handed to the verifier, which reports it where it stands in the sequence.
+        return {"type": "malformed", "line": number}
+    return value
+
+
+def read_export(stream: TextIO) -> AuditExport:
+    """Read a JSON-lines export; checkpoints are collected, entries are yielded lazily.
+
+    A seekable stream is scanned twice, so checkpoint lines may appear anywhere; from a
+    pipe, checkpoints must come first (as :func:`write_export` writes them) and a later
+    checkpoint line reaches the verifier as a malformed entry.
+    """
+    if stream.seekable():
+        start = stream.tell()
+        checkpoints = []
+        number = 0
+        while line := stream.readline():
+            number += 1
+            parsed = _parse(line, number)
+            if parsed is not None and parsed.get("type") == "checkpoint":
+                checkpoints.append(parsed)
+        stream.seek(start)
+        return AuditExport(checkpoints, _entries_seekable(stream))
+    leading: list[dict[str, Any]] = []
+    number = 0
+    while line := stream.readline():
+        number += 1
+        parsed = _parse(line, number)
+        if parsed is None:
+            continue
+        if parsed.get("type") != "checkpoint":
+            return AuditExport(leading, _entries_pipe(stream, parsed, number))
+        leading.append(parsed)
+    return AuditExport(leading, iter(()))
+
+
+def _entries_seekable(stream: TextIO) -> Iterator[dict[str, Any]]:
+    number = 0
+    while line := stream.readline():
+        number += 1
+        parsed = _parse(line, number)
+        if parsed is not None and parsed.get("type") != "checkpoint":
+            yield parsed
+
+
+def _entries_pipe(stream: TextIO, first: dict[str, Any], number: int) -> Iterator[dict[str, Any]]:
+    yield first
+    while line := stream.readline():
+        number += 1
+        parsed = _parse(line, number)
+        if parsed is not None:
+            yield parsed
