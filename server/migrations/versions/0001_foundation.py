@@ -1,4 +1,4 @@
-"""foundation: users, sessions, signing keys, devices
+"""foundation
 
 Revision ID: 0001
 Revises: 
@@ -39,6 +39,18 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('devices', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_devices_key_thumbprint'), ['key_thumbprint'], unique=False)
+
+    op.create_table('patients',
+    sa.Column('prison_number', sa.String(length=32), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('date_of_birth', sa.Date(), nullable=False),
+    sa.Column('establishment', sa.String(length=120), nullable=False),
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('patients', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_patients_prison_number'), ['prison_number'], unique=True)
 
     op.create_table('revoked_tokens',
     sa.Column('jti', sa.String(length=64), nullable=False),
@@ -113,6 +125,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_revoked_tokens_expires_at'))
 
     op.drop_table('revoked_tokens')
+    with op.batch_alter_table('patients', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_patients_prison_number'))
+
+    op.drop_table('patients')
     with op.batch_alter_table('devices', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_devices_key_thumbprint'))
 
