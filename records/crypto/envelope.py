@@ -206,8 +206,7 @@ def _drain(
 ) -> Generator[bytes, None, None]:
     with handle:
         while piece := handle.read(_READ_SIZE):
-            if plaintext := decryptor.update(piece):
-                yield plaintext
+            yield from decryptor.chunks(piece)
         last = decryptor.finalize()
         # The digest is checked before the last chunk leaves, so a mismatch withholds it.
         _check_digest(decryptor.result(), expected_sha256)

@@ -204,21 +204,26 @@ class StreamDecryptor:
 
     def update(self, data: bytes) -> bytes:
         """Absorb ciphertext; return the plaintext of every chunk now known to be non-final."""
+        return b"".join(self.chunks(data))
+
+    def chunks(self, data: bytes) -> Iterator[bytes]:
+        """Absorb ciphertext; yield each non-final chunk's plaintext as soon as it verifies."""
         if self._state in ("finalized", "failed"):
             raise RuntimeError(f'Cannot update decryptor in state "{self._state}"')
         self._buffer += data
+        return self._verified_chunks()
+
+    def _verified_chunks(self) -> Iterator[bytes]:
         if self._state == "header":
             if len(self._buffer) < HEADER_SIZE:
-                return b""
+                return
             self._read_header()
-        out: list[bytes] = []
-        buffer, size, pos = self._buffer, self._record_size, 0
+        buffer, size = self._buffer, self._record_size
         # Strictly greater: a full record is only known to be non-final once a byte follows.
-        while len(buffer) - pos > size:
-            out.append(self._open(bytes(buffer[pos : pos + size]), final=False))
-            pos += size
-        del buffer[:pos]
-        return b"".join(out)
+        while len(buffer) > size:
+            record = bytes(buffer[:size])
+            del buffer[:size]  # cheap: CPython bytearrays drop a prefix without copying
+            yield self._open(record, final=False)
 
     def finalize(self) -> bytes:
         """Verify and return the final chunk; a missing or short final chunk is an error."""
@@ -316,8 +321,7 @@ def iter_decrypt(
     """Yield verified plaintext chunks of ``source``; raises IntegrityError at the first bad one."""
     decryptor = StreamDecryptor(data_key, context)
     for piece in iter_source(source, read_size):
-        if plaintext := decryptor.update(piece):
-            yield plaintext
+        yield from decryptor.chunks(piece)
     if plaintext := decryptor.finalize():
         yield plaintext
 
@@ -333,7 +337,7 @@ def decrypt_stream(
     """Decrypt ``source`` into ``out``; only verified chunks are written."""
     decryptor = StreamDecryptor(data_key, context)
     for piece in iter_source(source, read_size):
-        if plaintext := decryptor.update(piece):
+        for plaintext in decryptor.chunks(piece):
             out.write(plaintext)
     out.write(decryptor.finalize())
     return decryptor.result()
