@@ -34,9 +34,7 @@ DEFAULT_POSTURE_TTL = timedelta(minutes=5)
 class TokenSigner(Protocol):
     """Issues and verifies signed JWTs; implemented by the server's JWT service."""
 
-    def issue(
-        self, *, subject: str, audience: str, ttl: timedelta, claims: Mapping[str, Any]
-    ) -> str:
+    def issue(self, *, subject: str, audience: str, ttl: timedelta, claims: Mapping[str, Any]) -> str:
         """Sign a token for ``subject`` and ``audience`` living ``ttl`` with extra ``claims``."""
         ...
 

@@ -87,8 +87,7 @@ def refuse_simulated(facts: Mapping[str, Fact], *, allow_simulated: bool) -> Non
         return
     names = sorted(name for name, fact in facts.items() if fact.source == SIMULATED_SOURCE)
     raise SimulatedSourceRefused(
-        f"The report holds {len(names)} simulated fact(s) and the server is not in "
-        "development mode",
+        f"The report holds {len(names)} simulated fact(s) and the server is not in development mode",
         facts=names[:20],
     )
 

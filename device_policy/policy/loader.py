@@ -77,9 +77,7 @@ def describe_errors(exc: ValidationError, raw: Any) -> list[str]:
         if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
             where = f'rule "{_rule_id(raw, loc[1])}"'
             field = ".".join(str(part) for part in loc[2:])
-            problems.append(
-                f'{where} field "{field}": {message}' if field else f"{where}: {message}"
-            )
+            problems.append(f'{where} field "{field}": {message}' if field else f"{where}: {message}")
         elif loc:
             problems.append(f'field "{".".join(str(part) for part in loc)}": {message}')
         else:
@@ -116,6 +114,4 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
     return loader.construct_mapping(node, deep=True)
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)

@@ -74,18 +74,19 @@ class Rule(BaseModel):
     id: str = Field(pattern=_NAME, max_length=64)
     title: str = Field(min_length=1, max_length=200)
     severity: Severity
-    platforms: tuple[PlatformSelector, ...] = Field(min_length=1)
-    device_kinds: tuple[DeviceKind, ...] = Field(default=ALL_DEVICE_KINDS, min_length=1)
+    platforms: tuple[PlatformSelector, ...]
+    device_kinds: tuple[DeviceKind, ...] = ALL_DEVICE_KINDS
     fact: str = Field(pattern=_FACT_NAME, max_length=100)
     operator: Operator
-    operand: Any = None
+    operand: Any = Field(default=None, validate_default=True)
     remediation: str = Field(min_length=1, max_length=1000)
 
     @field_validator("platforms")
     @classmethod
-    def _one_way_to_say_platforms(
-        cls, value: tuple[PlatformSelector, ...]
-    ) -> tuple[PlatformSelector, ...]:
+    def _one_way_to_say_platforms(cls, value: tuple[PlatformSelector, ...]) -> tuple[PlatformSelector, ...]:
+        # Non-empty checked here: min_length would also fire when an item is refused.
+        if not value:
+            raise ValueError('list at least one platform, or "any"')
         if "any" in value and len(set(value)) > 1:
             raise ValueError('"any" already covers every platform; list it alone')
         # Sorted and de-duplicated so the policy hash does not depend on list order.
@@ -94,6 +95,8 @@ class Rule(BaseModel):
     @field_validator("device_kinds")
     @classmethod
     def _sorted_kinds(cls, value: tuple[DeviceKind, ...]) -> tuple[DeviceKind, ...]:
+        if not value:
+            raise ValueError("list at least one device kind, or leave the key out for all")
         return tuple(sorted(set(value)))
 
     @field_validator("operand")
@@ -124,11 +127,14 @@ class Policy(BaseModel):
     version: str = Field(pattern=r"^\d{4}\.\d{1,2}\.\d+$", max_length=20)
     id: str = Field(pattern=_NAME, max_length=64)
     description: str = Field(min_length=1, max_length=2000)
-    rules: tuple[Rule, ...] = Field(min_length=1, max_length=500)
+    rules: tuple[Rule, ...] = Field(max_length=500)
 
     @field_validator("rules")
     @classmethod
     def _unique_rule_ids(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        # Checked here, not with min_length, which pydantic also reports when a rule fails.
+        if not rules:
+            raise ValueError("a policy needs at least one rule")
         first_seen: dict[str, int] = {}
         for index, rule in enumerate(rules):
             if rule.id in first_seen:

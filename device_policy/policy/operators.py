@@ -26,9 +26,7 @@ class Check:
     detail: str | None = None
 
 
-def apply_operator(
-    operator: Operator, actual: Any, operand: Any, *, enrolled: EnrolledIdentity
-) -> Check:
+def apply_operator(operator: Operator, actual: Any, operand: Any, *, enrolled: EnrolledIdentity) -> Check:
     """Compare a fact's value with a rule's operand."""
     match operator:
         case Operator.IS_TRUE | Operator.IS_FALSE:
