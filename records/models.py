@@ -14,7 +14,9 @@ def _now() -> datetime:
 
 
 class PatientBase(SQLModel):
-    prison_number: str = Field(index=True, unique=True, min_length=2, max_length=32, regex=r"^[A-Za-z0-9/-]+$")
+    prison_number: str = Field(
+        index=True, unique=True, min_length=2, max_length=32, regex=r"^[A-Za-z0-9/-]+$"
+    )
     name: str = Field(min_length=1, max_length=200)
     date_of_birth: date
     establishment: str = Field(min_length=1, max_length=120)
