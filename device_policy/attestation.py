@@ -3,9 +3,13 @@
 The signature is Ed25519 over ``ATTESTATION_CONTEXT + canonical_json(report)`` — the
 context prefix keeps a report signature from ever being mistaken for a request-proof
 signature made with the same device key. ``verify_report`` checks, in this order:
-shape (``malformed_report``), signature (``bad_signature``), device (``device_mismatch``),
-nonce (``nonce_mismatch``), policy hash (``policy_mismatch``) and clock
-(``clock_skew``). Single use and expiry of the nonce are the server's nonce store's job.
+shape (``malformed_report``), signature (``bad_signature``), device id and, if given,
+device kind (``device_mismatch``), nonce (``nonce_mismatch``), policy hash
+(``policy_mismatch``) and clock (``clock_skew``). Single use and expiry of the nonce are
+the server's nonce store's job.
+
+Key helpers (``device_policy.keys``) and request proofs (``device_policy.proof``) are
+re-exported here so that agent and server need one import for the whole posture flow.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from device_policy.keys import (
     save_private_key,
 )
 from device_policy.policy.identity import DeviceKind, Platform
+from device_policy.proof import sign_request_proof, verify_request_proof
 
 __all__ = [
     "ATTESTATION_CONTEXT",
@@ -67,7 +72,9 @@ __all__ = [
     "report_signing_input",
     "save_private_key",
     "sign_report",
+    "sign_request_proof",
     "verify_report",
+    "verify_request_proof",
 ]
 
 ATTESTATION_CONTEXT = b"telemed-attestation-v1\x00"
@@ -153,11 +160,16 @@ def parse_signed_report(data: bytes | str | Mapping[str, Any]) -> SignedReport:
             return SignedReport.model_validate_json(data)
         return SignedReport.model_validate(data)
     except ValidationError as exc:
-        # Field locations only: the rejected input may be anything the device sent.
-        where = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
+        # Field locations only, cut short: the rejected input may be anything the device sent.
+        where = sorted({_location(e["loc"]) for e in exc.errors()})
         raise MalformedReport(
             "The signed report is malformed at: " + ", ".join(where[:10]), fields=where[:10]
         ) from None
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ".".join(str(part) for part in loc) or "body"
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 def verify_report(
@@ -169,6 +181,7 @@ def verify_report(
     expected_policy_hash: str,
     now: datetime,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
+    expected_device_kind: DeviceKind | None = None,
 ) -> AttestationReport:
     """Check a signed report against the challenge and enrolment; return the trusted report."""
     if now.tzinfo is None:
@@ -192,6 +205,11 @@ def verify_report(
         raise DeviceMismatch(
             f'The report names device "{report.device_id}", '
             f'the challenge was issued to "{expected_device_id}"'
+        )
+    if expected_device_kind is not None and report.device_kind != expected_device_kind:
+        raise DeviceMismatch(
+            f'The report says device kind "{report.device_kind}", '
+            f'"{expected_device_id}" is enrolled as "{DeviceKind(expected_device_kind)}"'
         )
     if not hmac.compare_digest(report.nonce.encode(), expected_nonce.encode()):
         raise NonceMismatch("The report answers a different challenge than the one issued")

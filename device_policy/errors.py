@@ -13,6 +13,7 @@ Grouped by what the caller can do about it::
     │   ├── BadSignature               401 bad_signature             wrong key or tampered report
     │   ├── DeviceMismatch             401 device_mismatch           report names another device
     │   ├── NonceMismatch              401 nonce_mismatch            ask for a new challenge
+    │   ├── NonceUnknown               401 nonce_unknown             new challenge (server)
     │   ├── NonceReused                401 nonce_reused              new challenge (server)
     │   ├── NonceExpired               401 nonce_expired             new challenge (server)
     │   ├── ClockSkew                  401 clock_skew                fix the device clock
@@ -22,8 +23,10 @@ Grouped by what the caller can do about it::
     │   └── PolicyMismatch             409 policy_mismatch           fetch the current policy
     └── PostureTokenRefused            401 posture_token_refused     re-attest
         ├── InvalidPostureToken        401 invalid_posture_token     re-attest
+        │   └── PostureTokenExpired    401 posture_token_expired     re-attest (server)
         ├── KeyBindingMismatch         401 key_binding_mismatch      token used with another key
         ├── InvalidRequestProof        401 invalid_proof             sign a fresh proof
+        │   └── ProofReplayed          401 proof_replayed            sign a fresh proof (server)
         └── TokenLifetimeTooLong       500 token_lifetime_too_long   issuer bug: ttl > 10 min
 
 The server registers ``DevicePolicyError`` with its problem+json handler. The classes
@@ -96,6 +99,10 @@ class NonceMismatch(AttestationRefused):
     code, title = "nonce_mismatch", "The report does not answer the challenge issued"
 
 
+class NonceUnknown(AttestationRefused):
+    code, title = "nonce_unknown", "The report answers no challenge the server issued"
+
+
 class NonceReused(AttestationRefused):
     code, title = "nonce_reused", "The challenge has already been answered"
 
@@ -136,12 +143,20 @@ class InvalidPostureToken(PostureTokenRefused):
     code, title = "invalid_posture_token", "The posture token is not valid"
 
 
+class PostureTokenExpired(InvalidPostureToken):
+    code, title = "posture_token_expired", "The posture token has expired"
+
+
 class KeyBindingMismatch(PostureTokenRefused):
     code, title = "key_binding_mismatch", "The posture token is bound to another device key"
 
 
 class InvalidRequestProof(PostureTokenRefused):
     code, title = "invalid_proof", "The request proof is not valid"
+
+
+class ProofReplayed(InvalidRequestProof):
+    code, title = "proof_replayed", "The request proof has already been used"
 
 
 class TokenLifetimeTooLong(DevicePolicyError, ValueError):

@@ -35,6 +35,8 @@ _FOREIGN_IMSI = "234159999999999"
 
 
 class SimulatedProfile(StrEnum):
+    """The named simulated postures (see the module docstring)."""
+
     COMPLIANT = "compliant"
     SIM_PIN_OFF = "sim-pin-off"
     WRONG_SIM = "wrong-sim"

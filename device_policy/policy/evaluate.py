@@ -20,6 +20,8 @@ from device_policy.policy.remediation import display, render
 
 
 class RuleOutcome(StrEnum):
+    """How one rule went; ``unknown`` never counts as a pass."""
+
     PASS = "pass"  # noqa: S105 - not a password
     FAIL = "fail"
     UNKNOWN = "unknown"

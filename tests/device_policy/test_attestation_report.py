@@ -295,3 +295,31 @@ def test_a_verified_report_of_simulated_facts_is_still_refused_outside_developme
 
     with pytest.raises(SimulatedSourceRefused):
         refuse_simulated(report.facts, allow_simulated=False)
+
+
+def test_a_report_claiming_another_device_kind_is_a_device_mismatch() -> None:
+    signed = sign_report(make_report(device_kind="room_endpoint"), DEVICE_KEY)
+
+    error = refusal(signed, expected_device_kind=DeviceKind.PRISON_LAPTOP)
+
+    assert error.code == "device_mismatch"
+    assert str(error) == (
+        'The report says device kind "room_endpoint", "lap-0007" is enrolled as "prison_laptop"'
+    )
+
+
+def test_device_kind_is_checked_only_when_the_server_asks() -> None:
+    report = make_report(device_kind="room_endpoint")
+
+    assert verify(sign_report(report, DEVICE_KEY)) == report
+
+
+def test_malformed_report_errors_do_not_echo_long_device_input() -> None:
+    body = wire(sign_report(make_report(), DEVICE_KEY))
+    body["report"]["facts"]["x" * 5000] = {"name": "x", "status": "bogus"}
+
+    error = refusal(body)
+
+    assert error.code == "malformed_report"
+    assert len(str(error)) < 400
+    assert "x" * 200 not in str(error)
