@@ -122,7 +122,7 @@ def verify_request_proof(
         public_key.verify(signature, PROOF_CONTEXT + body)
     except InvalidSignature:
         raise InvalidRequestProof("The proof signature does not verify with its key") from None
-    if not hmac.compare_digest(key_thumbprint(public_key), expected_thumbprint):
+    if not hmac.compare_digest(key_thumbprint(public_key).encode(), expected_thumbprint.encode()):
         raise KeyBindingMismatch(
             f'The proof for token "{token_jti}" is signed by a key the token is not bound to'
         )
