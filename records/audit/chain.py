@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -126,8 +125,8 @@ class AuditFields(BaseModel):
 
     seq: int = Field(ge=1, le=_SAFE_INT)
     ts: str
-    actor_id: str = Field(min_length=1, max_length=200)
-    actor_role: str = Field(min_length=1, max_length=64)
+    actor_id: str | None = Field(default=None, min_length=1, max_length=200)
+    actor_role: str | None = Field(default=None, min_length=1, max_length=64)
     authority_jti: str | None = Field(default=None, min_length=1, max_length=200)
     patient_id: str | None = Field(default=None, min_length=1, max_length=200)
     data: AuditData = Field(default_factory=AuditData)
@@ -135,7 +134,7 @@ class AuditFields(BaseModel):
     outcome: Outcome
     purpose_of_use: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]{1,31}$")
     device_id: str | None = Field(default=None, min_length=1, max_length=200)
-    ip: str | None = None
+    ip: str | None = Field(default=None, min_length=1, max_length=100)
     establishment: str | None = Field(default=None, min_length=1, max_length=200)
     request_id: str | None = Field(default=None, min_length=1, max_length=200)
     consultation_id: str | None = Field(default=None, min_length=1, max_length=200)
@@ -150,13 +149,6 @@ class AuditFields(BaseModel):
     @classmethod
     def _jti(cls, value: str | None) -> str | None:
         return None if value is None else _refuse_token(value)
-
-    @field_validator("ip")
-    @classmethod
-    def _ip(cls, value: str | None) -> str | None:
-        if value is not None:
-            ipaddress.ip_address(value)
-        return value
 
     @field_validator("detail")
     @classmethod

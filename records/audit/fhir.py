@@ -8,6 +8,7 @@ identifier only, never by name. The mapping table is in ``docs/audit.md``.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -48,6 +49,9 @@ _TYPES = {
 }
 _DEFAULT_TYPE = ("110100", "Application Activity")
 _SYSTEM_ROLES = frozenset({"system", "service"})
+_DEVICE_ROLES = frozenset({"device", "room", "room_endpoint", "prison_laptop"})
+_HUMAN_TYPE = {"system": SECURITY_ROLE_TYPE, "code": "humanuser", "display": "human user"}
+_DEVICE_TYPE = {"system": PARTICIPATION_TYPE, "code": "DEV", "display": "device"}
 
 
 @dataclass(frozen=True)
@@ -88,12 +92,42 @@ def _detail_value(value: Any) -> str:
     return value if isinstance(value, str) else canonical_json(value).decode("utf-8")
 
 
+def _actor_agent(entry: AuditFields, names: FhirSystems) -> dict[str, Any]:
+    role = entry.actor_role
+    if role in _SYSTEM_ROLES:
+        agent_type, who_kind, who_type = _coding(DCM, "110150", "Application"), "service", "Device"
+    elif role in _DEVICE_ROLES:
+        agent_type, who_kind, who_type = _DEVICE_TYPE, "device", "Device"
+    else:
+        agent_type, who_kind, who_type = _HUMAN_TYPE, "user", None
+    agent: dict[str, Any] = {"type": {"coding": [agent_type]}}
+    if role:
+        agent["role"] = [{"coding": [_coding(names.code_system("actor-role"), role)], "text": role}]
+    if entry.actor_id:
+        agent["who"] = _ident_ref(names.sid(who_kind), entry.actor_id, who_type)
+    agent["requestor"] = True
+    if entry.authority_jti:
+        agent["policy"] = [JTI_URN + entry.authority_jti]
+    if entry.ip:
+        # Network access point type 2 is an IP address, 1 a machine name.
+        agent["network"] = {"address": entry.ip, "type": "2" if _is_ip(entry.ip) else "1"}
+    return agent
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def to_fhir_audit_event(entry: AuditFields, *, systems: FhirSystems | None = None) -> dict[str, Any]:
     """One audit entry as a FHIR R4 AuditEvent resource (a JSON-ready dict)."""
-    sys = systems or FhirSystems()
+    names = systems or FhirSystems()
     category = entry.action.split(".", 1)[0]
     type_code, type_display = _TYPES.get(category, _DEFAULT_TYPE)
-    subtype = [_coding(sys.code_system("audit-action"), entry.action)]
+    subtype = [_coding(names.code_system("audit-action"), entry.action)]
     if entry.action == "breakglass.open":
         subtype.append(_coding(DCM, "110127", "Emergency Override Started"))
 
@@ -102,42 +136,21 @@ def to_fhir_audit_event(entry: AuditFields, *, systems: FhirSystems | None = Non
         code = entry.purpose_of_use
         purpose = [{"coding": [_coding(ACT_REASON, code, _PURPOSE_DISPLAY.get(code))]}]
 
-    human = entry.actor_role not in _SYSTEM_ROLES
-    actor: dict[str, Any] = {
-        "type": {
-            "coding": [
-                _coding(SECURITY_ROLE_TYPE, "humanuser", "human user")
-                if human
-                else _coding(DCM, "110150", "Application")
-            ]
-        },
-        "role": [
-            {
-                "coding": [_coding(sys.code_system("actor-role"), entry.actor_role)],
-                "text": entry.actor_role,
-            }
-        ],
-        "who": _ident_ref(sys.sid("user" if human else "service"), entry.actor_id),
-        "requestor": True,
-    }
-    if entry.authority_jti:
-        actor["policy"] = [JTI_URN + entry.authority_jti]
-    if entry.ip:
-        actor["network"] = {"address": entry.ip, "type": "2"}
+    actor = _actor_agent(entry, names)
     if purpose:
         actor["purposeOfUse"] = purpose
     agents = [actor]
     if entry.device_id:
         agents.append(
             {
-                "type": {"coding": [_coding(PARTICIPATION_TYPE, "DEV", "device")]},
-                "who": _ident_ref(sys.sid("device"), entry.device_id, "Device"),
+                "type": {"coding": [_DEVICE_TYPE]},
+                "who": _ident_ref(names.sid("device"), entry.device_id, "Device"),
                 "requestor": False,
             }
         )
 
     observer = (
-        _ident_ref(sys.sid("establishment"), entry.establishment, "Organization")
+        _ident_ref(names.sid("establishment"), entry.establishment, "Organization")
         if entry.establishment
         else {"display": "telemed"}
     )
@@ -152,7 +165,7 @@ def to_fhir_audit_event(entry: AuditFields, *, systems: FhirSystems | None = Non
     if entry.patient_id:
         entities.append(
             {
-                "what": _ident_ref(sys.sid("patient"), entry.patient_id, "Patient"),
+                "what": _ident_ref(names.sid("patient"), entry.patient_id, "Patient"),
                 "type": _coding(ENTITY_TYPE, "1", "Person"),
                 "role": _coding(OBJECT_ROLE, "1", "Patient"),
             }
@@ -160,7 +173,7 @@ def to_fhir_audit_event(entry: AuditFields, *, systems: FhirSystems | None = Non
     for document_id in entry.data.document_ids:
         entities.append(
             {
-                "what": _ident_ref(sys.sid("document"), document_id, "DocumentReference"),
+                "what": _ident_ref(names.sid("document"), document_id, "DocumentReference"),
                 "type": _coding(ENTITY_TYPE, "2", "System Object"),
                 "role": _coding(OBJECT_ROLE, "3", "Report"),
             }
@@ -168,7 +181,7 @@ def to_fhir_audit_event(entry: AuditFields, *, systems: FhirSystems | None = Non
     if entry.consultation_id:
         entities.append(
             {
-                "what": _ident_ref(sys.sid("consultation"), entry.consultation_id, "Encounter"),
+                "what": _ident_ref(names.sid("consultation"), entry.consultation_id, "Encounter"),
                 "type": _coding(ENTITY_TYPE, "2", "System Object"),
                 "role": _coding(OBJECT_ROLE, "4", "Domain Resource"),
             }
