@@ -38,7 +38,8 @@ HASH_PATTERN = r"^[0-9a-f]{64}$"
 MAX_DETAIL_BYTES = 4096
 _MAX_DEPTH = 6
 _SAFE_INT = 2**53 - 1
-_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+# One spelling per instant, so a timestamp stored in a database column renders back exactly.
+_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 # A compact JWS (header.payload.signature) — tokens must never reach the audit log.
 _JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
@@ -65,9 +66,9 @@ def utc_now_ts() -> str:
 
 
 def check_ts(value: str) -> str:
-    """Validate an RFC 3339 UTC (``Z``) timestamp and return it unchanged."""
+    """Validate an RFC 3339 UTC timestamp with exactly six fractional digits and ``Z``."""
     if not _TS.match(value):
-        raise ValueError("timestamp must be RFC 3339 UTC, e.g. 2025-01-31T09:30:00.000000Z")
+        raise ValueError("timestamp must be RFC 3339 UTC with microseconds, e.g. 2025-01-31T09:30:00.000000Z")
     datetime.fromisoformat(value.replace("Z", "+00:00"))
     return value
 

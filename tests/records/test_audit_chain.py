@@ -129,6 +129,8 @@ def test_fields_model_can_be_passed_in() -> None:
         ({"detail": {"blob": "x" * 5000}}, "detail"),
         ({"ts": "2025-03-01 09:00:00"}, "ts"),
         ({"ts": "2025-03-01T09:00:00+01:00"}, "ts"),
+        ({"ts": "2025-03-01T09:00:00Z"}, "ts"),
+        ({"ts": "2025-02-30T09:00:00.000000Z"}, "ts"),
         ({"outcome": "maybe"}, "outcome"),
         ({"action": "Document Read"}, "action"),
         ({"seq": 0}, "seq"),
