@@ -229,13 +229,15 @@ class StreamDecryptor:
         """Verify and return the final chunk; a missing or short final chunk is an error."""
         if self._state in ("finalized", "failed"):
             raise RuntimeError(f'Cannot finalize decryptor in state "{self._state}"')
+        # Chunks a caller left unread from chunks() come first; they are known non-final.
+        earlier = b"".join(self._verified_chunks())
         if self._state == "header" or len(self._buffer) < TAG_SIZE:
             self._state = "failed"
             raise IntegrityError(f"Encrypted file is truncated before chunk {self._index}")
         plaintext = self._open(bytes(self._buffer), final=True)
         self._buffer.clear()
         self._state = "finalized"
-        return plaintext
+        return earlier + plaintext
 
     def result(self) -> DecryptResult:
         """Plaintext size and SHA-256; only after ``finalize``."""

@@ -401,3 +401,12 @@ def test_no_plaintext_from_a_failing_chunk(key: bytes, four_chunks: tuple[bytes,
 def test_not_a_blob_is_refused(key: bytes) -> None:
     with pytest.raises(IntegrityError, match="not an encrypted records blob"):
         decrypt(b"%PDF-1.7 plain file pretending" * 10, key)
+
+
+def test_finalize_picks_up_chunks_left_unread(key: bytes, four_chunks: tuple[bytes, bytes]) -> None:
+    plaintext, blob = four_chunks
+    dec = StreamDecryptor(key, CTX)
+
+    dec.chunks(blob)  # the caller never iterates the verified chunks
+
+    assert dec.finalize() == plaintext
