@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from device_policy.errors import DevicePolicyError
 from server.db import session_scope
+from server.devices.routes import router as devices_router
 from server.errors import install_error_handlers
 from server.identity.routes import router as identity_router
 from server.ops.middleware import RequestContextMiddleware
@@ -42,8 +44,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         lifespan=lifespan,
     )
     app.state.services = services
-    install_error_handlers(app)
+    install_error_handlers(app, library_errors=(DevicePolicyError,))
     app.add_middleware(RequestContextMiddleware, metrics=services.metrics)
     app.include_router(ops_router)
     app.include_router(identity_router)
+    app.include_router(devices_router)
     return app

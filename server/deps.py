@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
+from device_policy.errors import InvalidPostureToken, InvalidRequestProof
+from server.devices.posture import PostureContext, verify_posture
 from server.errors import AccessDenied, AuthenticationRequired, InvalidToken
 from server.identity.models import Role, User
 from server.identity.service import ACCESS_AUDIENCE, is_revoked
@@ -100,3 +102,32 @@ def require_roles(*roles: Role) -> Any:
 AdminUser = Annotated[User, require_roles(Role.ADMIN)]
 ClinicianUser = Annotated[User, require_roles(Role.CLINICIAN)]
 StaffUser = Annotated[User, require_roles(Role.CLINICIAN, Role.ADMIN)]
+
+
+def get_compliant_device(
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    posture_token: Annotated[
+        str | None, Header(alias="X-Posture-Token", description="Posture token from /attest")
+    ] = None,
+    posture_proof: Annotated[
+        str | None, Header(alias="X-Posture-Proof", description="Request proof signed by the device key")
+    ] = None,
+) -> PostureContext:
+    """Verify the posture token and the device-key proof for this very request."""
+    if not posture_token:
+        raise InvalidPostureToken("Send a posture token in the X-Posture-Token header")
+    if not posture_proof:
+        raise InvalidRequestProof("Send a request proof in the X-Posture-Proof header")
+    return verify_posture(
+        services=services,
+        session=session,
+        token=posture_token,
+        proof=posture_proof,
+        method=request.method,
+        url=str(request.url),
+    )
+
+
+CompliantDevice = Annotated[PostureContext, Depends(get_compliant_device)]

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from server.db import make_engine
+from server.devices.replay import ProofReplayCache
 from server.identity.service import LoginPolicy
 from server.ops.metrics import Metrics
 from server.security.jwt import JwtService
@@ -31,6 +32,7 @@ class Services:
     metrics: Metrics
     login_policy: LoginPolicy
     extras: dict[str, Any] = field(default_factory=dict)
+    proof_replay: ProofReplayCache = field(default_factory=ProofReplayCache)
 
     @classmethod
     def build(cls, settings: Settings, *, engine: Engine | None = None) -> Services:

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     lockout_threshold: int = Field(default=5, ge=1)
     lockout_duration: timedelta = timedelta(minutes=15)
 
+    policy_file: Path | None = Field(default=None, description="Device policy YAML (default: shipped).")
+
     turn_urls: list[str] = Field(default_factory=list)
     turn_secret: SecretStr | None = None
     turn_ttl: timedelta = timedelta(hours=1)
