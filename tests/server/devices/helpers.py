@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,9 +18,12 @@ from device_policy.keys import generate_device_key, public_key_b64
 from device_policy.policy import DeviceKind, EnrolledIdentity, Platform
 from device_policy.proof import sign_request_proof
 from device_policy.simulated import simulated_facts
+from server.app import create_app
 from server.db import utcnow
 from server.identity.models import Role
 from server.services import Services
+from server.settings import Environment
+from tests.conftest import make_settings
 from tests.server.factories import add_user, bearer, login
 
 # The identifiers the simulator reports when enrolment has none; enrolling these makes the
@@ -140,3 +146,17 @@ def proof_headers(
         nonce=nonce or secrets.token_urlsafe(16),
     )
     return {"X-Posture-Token": token, "X-Posture-Proof": proof}
+
+
+@contextmanager
+def app_client(
+    db_url: str, tmp_path: Path, environment: Environment
+) -> Iterator[tuple[TestClient, Services]]:
+    """A running app (lifespan and all) whose settings name ``environment``."""
+    settings = make_settings(db_url, tmp_path / "data", environment=environment)
+    services = Services.build(settings)
+    try:
+        with TestClient(create_app(settings, services=services)) as client:
+            yield client, services
+    finally:
+        services.engine.dispose()
