@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from device_policy.collectors.files import FileReader, LocalFiles
@@ -25,5 +26,5 @@ def platform_name(platform: str | None = None) -> str:
 async def collect(platform: str, runner: CommandRunner, files: FileReader | None = None) -> FactSet:
     """Collect every posture fact with the collectors for ``platform`` (linux or windows)."""
     if platform_name(platform) == "windows":
-        return await collect_windows(runner)
+        return await collect_windows(runner, system_drive=os.environ.get("SystemDrive", "C:"))
     return await collect_linux(runner, files if files is not None else LocalFiles())

@@ -10,6 +10,7 @@ collector can report an ``unknown`` fact saying why. Tests use
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
@@ -83,7 +84,8 @@ class SubprocessRunner:
         env_overrides: Mapping[str, str] | None = None,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
-        self._env = {**os.environ, **(env_overrides or _default_env_overrides())}
+        overrides = _default_env_overrides() if env_overrides is None else env_overrides
+        self._env = {**os.environ, **overrides}
         self._max_output = max_output_bytes
 
     async def run(self, argv: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> CommandResult:
@@ -111,7 +113,8 @@ class SubprocessRunner:
         try:
             stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
         except TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):  # it may have just exited
+                proc.kill()
             await proc.wait()
             log.warning("%s timed out after %.1f s", program, timeout)
             return CommandResult(

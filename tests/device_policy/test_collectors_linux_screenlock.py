@@ -93,3 +93,23 @@ async def test_gsettings_missing_is_unknown() -> None:
     facts = {fact.name: fact for fact in await collect_screen_lock(FakeRunner())}
     assert facts["screen_lock.enabled"].detail == "gsettings is not installed"
     assert facts["screen_lock.idle_delay_s"].status is FactStatus.UNKNOWN
+
+
+async def test_defaults_from_the_memory_backend_are_not_believed() -> None:
+    # Run outside a desktop session, gsettings falls back to schema defaults and warns.
+    warning = (
+        "\n(process:4242): GLib-GIO-WARNING **: 10:00:00.000: Using the 'memory' GSettings "
+        "backend.  Your settings will not be saved or shared with other applications.\n"
+    )
+    runner = FakeRunner(
+        {
+            LOCK_ENABLED_ARGV: CommandResult(0, "true\n", warning),
+            IDLE_DELAY_ARGV: CommandResult(0, "uint32 300\n", warning),
+            LOCK_DELAY_ARGV: CommandResult(0, "uint32 0\n", warning),
+        }
+    )
+    facts = {fact.name: fact for fact in await collect_screen_lock(runner)}
+    assert {fact.status for fact in facts.values()} == {FactStatus.UNKNOWN}
+    assert facts["screen_lock.enabled"].detail == (
+        "gsettings has no settings backend (not run in the desktop session)"
+    )

@@ -26,6 +26,7 @@ LOCK_ENABLED_ARGV = ("gsettings", "get", "org.gnome.desktop.screensaver", "lock-
 IDLE_DELAY_ARGV = ("gsettings", "get", "org.gnome.desktop.session", "idle-delay")
 LOCK_DELAY_ARGV = ("gsettings", "get", "org.gnome.desktop.screensaver", "lock-delay")
 
+_MEMORY_BACKEND = "'memory' GSettings backend"
 _TYPED_INT = re.compile(r"^(?:u?int(?:16|32|64)|byte)\s+(-?\d+)$")
 _STRING = re.compile(r"^'(.*)'$")
 
@@ -58,6 +59,9 @@ def _read(result: CommandResult, key: str) -> tuple[GVariantValue | None, str | 
     problem = run_problem(result, "gsettings")
     if problem:
         return None, problem
+    if _MEMORY_BACKEND in result.stderr:
+        # No dconf for this process: gsettings prints schema defaults, not the user's settings.
+        return None, "gsettings has no settings backend (not run in the desktop session)"
     try:
         return parse_gsettings_value(result.stdout).value, None
     except UnparsableOutput:
