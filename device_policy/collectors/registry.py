@@ -13,7 +13,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from device_policy.collectors.errors import UnknownCollector
+from device_policy.collectors.errors import CollectorError, UnknownCollector
 from device_policy.collectors.linux.disk import lsblk_report, parse_proc_swaps
 from device_policy.collectors.linux.firewall import parse_nft, parse_ufw
 from device_policy.collectors.linux.modem import parse_modem, parse_modem_list, parse_sim
@@ -45,8 +45,7 @@ def _with_properties(parse: Callable[[str], Any], *names: str) -> Callable[[str]
 
     def run(text: str) -> object:
         found = parse(text)
-        out = _json(found)
-        assert isinstance(out, dict)  # noqa: S101 - parsers return dataclasses
+        out = _json_object(found)
         out.update({name: _json(getattr(found, name)) for name in names})
         return out
 
@@ -98,9 +97,15 @@ def parse(kind: str, text: str | bytes) -> dict[str, JsonValue]:
     entry = PARSERS.get(kind)
     if entry is None:
         raise UnknownCollector(kind, list_kinds())
-    result = _json(entry[0](clean_text(text)))
-    assert isinstance(result, dict)  # noqa: S101 - every parser yields a mapping
-    return result
+    return _json_object(entry[0](clean_text(text)))
+
+
+def _json_object(value: object) -> dict[str, JsonValue]:
+    """A parser's result as a JSON object; anything else is a bug in the parser table."""
+    out = _json(value)
+    if not isinstance(out, dict):
+        raise CollectorError(f"The parser returned {type(value).__name__}, not a record")
+    return out
 
 
 def _json(value: object) -> JsonValue:
