@@ -204,6 +204,11 @@ def db_upgrade() -> None:
     console.print("Database is up to date.")
 
 
+from server.device_cli import device_cli  # noqa: E402 - sub-commands register after cli exists
+
+cli.add_typer(device_cli, name="device")
+
+
 def main() -> None:
     """Entry point of the ``telemed`` console script."""
     cli()
