@@ -6,7 +6,7 @@ Checks run in this order, each with its own stable code::
     device active               device_revoked
     report shape                malformed_report
     signature (enrolled key)    bad_signature      a report signed by a foreign key stops here
-    report names this device    device_mismatch
+    report names this device    device_mismatch    (and its enrolled kind)
     nonce issued by us          nonce_unknown
     nonce for this device       nonce_mismatch
     nonce not yet answered      nonce_reused
@@ -186,7 +186,8 @@ def _verified_report(
         raise MalformedReport(f"The report is larger than {MAX_REPORT_BYTES} bytes")
     signed = parse_signed_report(body)
     public_key = load_public_key_b64(device.public_key)
-    _check_signature(signed, public_key=public_key, device_id=device.id)
+    kind = PolicyDeviceKind(device.kind.value)
+    _check_signature(signed, public_key=public_key, device_id=device.id, device_kind=kind)
     challenge = consume_challenge(session=session, device_id=device.id, nonce=signed.report.nonce, now=now)
     return verify_report(
         signed,
@@ -195,10 +196,13 @@ def _verified_report(
         expected_device_id=device.id,
         expected_policy_hash=policy.hash,
         now=now,
+        expected_device_kind=kind,
     )
 
 
-def _check_signature(signed: SignedReport, *, public_key: Ed25519PublicKey, device_id: str) -> None:
+def _check_signature(
+    signed: SignedReport, *, public_key: Ed25519PublicKey, device_id: str, device_kind: PolicyDeviceKind
+) -> None:
     # verify_report checks signature then device before anything else; with the report's own
     # nonce, policy hash and time as expectations, only those two checks can fail here.
     report = signed.report
@@ -209,4 +213,5 @@ def _check_signature(signed: SignedReport, *, public_key: Ed25519PublicKey, devi
         expected_device_id=device_id,
         expected_policy_hash=report.policy_hash,
         now=report.collected_at,
+        expected_device_kind=device_kind,
     )

@@ -196,6 +196,17 @@ def test_report_for_another_device_is_refused(client: TestClient, services: Serv
         facts=collected_facts(device_id="laptop-02"),
     )
     _refused(client.post("/api/v1/devices/laptop-01/attest", json=report), 401, "device_mismatch")
+    # A laptop cannot pass itself off as a room endpoint to skip the SIM rules.
+    as_room = signed_report(
+        key,
+        device_id="laptop-01",
+        nonce=challenge(client, "laptop-01")["nonce"],
+        policy_hash=issued["policy_hash"],
+        facts=collected_facts("sim-pin-off", device_id="laptop-01"),
+        kind="room_endpoint",
+    )
+    body = _refused(client.post("/api/v1/devices/laptop-01/attest", json=as_room), 401, "device_mismatch")
+    assert "prison_laptop" in body["detail"]
 
 
 def test_device_clock_far_off_is_refused(client: TestClient, services: Services) -> None:
