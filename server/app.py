@@ -17,6 +17,7 @@ from server.ops.routes import router as ops_router
 from server.security.keys import ensure_signing_key
 from server.services import Services
 from server.settings import Settings
+from server.web.routes import router as web_router
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -49,4 +50,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(ops_router)
     app.include_router(identity_router)
     app.include_router(devices_router)
+    app.include_router(web_router)
     return app

@@ -1,0 +1,1291 @@
+/*
+ * The remote specialist's page: invite -> join token -> signalling socket -> waiting room ->
+ * admitted -> WebRTC with the others. Plain JavaScript, no dependencies, no build step.
+ *
+ * Protocol: docs/protocol.md (signalling, version 1). Flow and states: docs/web.md.
+ *
+ * Security notes
+ *  - The invite token arrives in the URL fragment, which browsers never send to a server.
+ *    It is removed from the address bar (history.replaceState) as soon as it is read, and
+ *    it is spent once (POST /api/v1/invites/redeem) for a join token.
+ *  - The join token and the resume token live in sessionStorage (this tab only), so that
+ *    reloading the page does not need the single-use invite again.
+ *  - No string is ever parsed as HTML (the page's CSP enforces Trusted Types): text
+ *    from the server (display names) only ever goes through textContent.
+ */
+(() => {
+  'use strict';
+
+  const PROTOCOL_VERSION = 1;
+  const STORAGE_KEY = 'telemed.join.v1';
+  const SIGNALLING_PATH = '/ws/v1/signalling';
+  const REDEEM_PATH = '/api/v1/invites/redeem';
+  const PING_EVERY_MS = 15000;
+  const SILENT_SOCKET_MS = 40000;       // no frame at all for this long: the socket is dead
+  const STATS_EVERY_MS = 2000;
+  const CONNECT_TIMEOUT_MS = 15000;     // no working media by then: negotiate a fresh connection
+  const RECOVER_IMPOLITE_MS = 2000;     // as clinic_client's RecoveryPolicy: restart_after_s
+  const RECOVER_POLITE_EXTRA_MS = 3000; // ... plus polite_extra_s for the answering side
+  const MAX_RECOVER_DELAY_MS = 30000;
+  const FIRST_CONNECT_ATTEMPTS = 4;     // then "server unreachable"
+  const MAX_RECONNECT_MS = 120000;      // then "connection lost", with a button to try again
+  const EARLY_SLACK_MS = 2000;
+
+  // --- the page ------------------------------------------------------------------------
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    status: $('status'),
+    loadingText: $('loading-text'),
+    earlyStart: $('early-start'),
+    earlyOpen: $('early-open'),
+    room: document.querySelector('section[data-screen="room"]'),
+    roomTitle: $('room-title'),
+    callTitle: $('call-title'),
+    waitingLead: $('waiting-lead'),
+    waitingNote: $('waiting-note'),
+    detailName: $('detail-name'),
+    detailHost: $('detail-host'),
+    detailTime: $('detail-time'),
+    grid: $('remote-grid'),
+    selfVideo: $('self-video'),
+    selfName: $('self-name'),
+    selfState: $('self-state'),
+    mic: $('mic-button'),
+    camera: $('camera-button'),
+    leave: $('leave-button'),
+    messageTitle: $('message-title'),
+    messageBody: $('message-body'),
+    messageHint: $('message-hint'),
+    messageAction: $('message-action'),
+  };
+
+  /** Everything a user can be told when something stops them, in plain words. */
+  const MESSAGES = {
+    invalid_link: {
+      tone: 'error',
+      title: 'This link does not work',
+      body: 'The invite link is not complete or not valid.',
+      hint: 'Please open the link again from the email or message you were sent, or ask the clinician for a new link.',
+    },
+    invite_used: {
+      tone: 'error',
+      title: 'This invite link has already been used',
+      body: 'Each invite link can only be used once.',
+      hint: 'If the consultation is open in another window or tab, please go back to it. Otherwise ask the clinician to send you a new link.',
+    },
+    invite_expired: {
+      tone: 'error',
+      title: 'This invite link has expired',
+      body: 'The link is too old to use now.',
+      hint: 'Please ask the clinician to send you a new link.',
+    },
+    consultation_over: {
+      tone: 'info',
+      title: 'This consultation is not taking place',
+      body: 'The consultation has already ended or has been cancelled.',
+      hint: 'If you think this is wrong, please contact the clinician who invited you.',
+    },
+    access_expired: {
+      tone: 'error',
+      title: 'Your access has expired',
+      body: 'The time allowed for joining this consultation has passed.',
+      hint: 'Please ask the clinician for a new invite link.',
+    },
+    denied: {
+      tone: 'info',
+      title: 'The clinician did not let you in',
+      body: 'You have not been admitted to this consultation.',
+      hint: 'If you think this is a mistake, please contact the clinician who invited you.',
+    },
+    forbidden: {
+      tone: 'error',
+      title: 'You cannot join this consultation',
+      body: 'The service did not allow this connection.',
+      hint: 'Please ask the clinician who invited you for help.',
+    },
+    camera_refused: {
+      tone: 'error',
+      title: 'Your camera and microphone are blocked',
+      body: 'The clinician needs to see and hear you, but this browser is not allowed to use your camera and microphone.',
+      hint: 'Click the camera or lock symbol at the left of the address bar, choose Allow for camera and microphone, then press Try again.',
+      action: 'Try again',
+    },
+    camera_missing: {
+      tone: 'error',
+      title: 'No camera or microphone found',
+      body: 'This computer does not seem to have a camera and microphone we can use.',
+      hint: 'Plug in a camera and microphone (or a headset), then press Try again.',
+      action: 'Try again',
+    },
+    camera_busy: {
+      tone: 'error',
+      title: 'Your camera is being used by another program',
+      body: 'Another program or browser tab is using your camera or microphone.',
+      hint: 'Close other video call programs (for example Teams or Zoom), then press Try again.',
+      action: 'Try again',
+    },
+    insecure: {
+      tone: 'error',
+      title: 'This page cannot use your camera',
+      body: 'The page was not opened over a secure connection, or this browser is too old for video calls.',
+      hint: 'Please open the link in an up-to-date Chrome, Edge, Firefox or Safari. If that does not help, contact the clinician.',
+    },
+    unreachable: {
+      tone: 'error',
+      title: 'We cannot reach the consultation service',
+      body: 'Your computer could not connect to the service.',
+      hint: 'Check that you are connected to the internet, then press Try again. Some hospital networks block video calls; your IT department can help.',
+      action: 'Try again',
+    },
+    server_error: {
+      tone: 'error',
+      title: 'Something went wrong',
+      body: 'The consultation service had a problem.',
+      hint: 'Please wait a moment, then press Try again.',
+      action: 'Try again',
+    },
+    connection_lost: {
+      tone: 'error',
+      title: 'The connection was lost',
+      body: 'We could not reconnect you to the consultation.',
+      hint: 'Check your internet connection, then press Try again.',
+      action: 'Try again',
+    },
+    replaced: {
+      tone: 'info',
+      title: 'The consultation is open somewhere else',
+      body: 'You joined this consultation from another window, tab or device, so this page has stopped.',
+      hint: 'You can close this page.',
+    },
+    ended: {
+      tone: 'info',
+      title: 'The consultation has ended',
+      body: 'Thank you for taking part.',
+      hint: 'You can now close this page.',
+    },
+    left: {
+      tone: 'info',
+      title: 'You have left the consultation',
+      body: 'Your camera and microphone are now off.',
+      hint: 'If you left by mistake, press Rejoin. The clinician will need to let you in again.',
+      action: 'Rejoin',
+    },
+  };
+
+  // --- state ---------------------------------------------------------------------------
+
+  const state = {
+    ticket: null,          // JoinTicketOut from the redeem call
+    me: null,              // our participant id (from welcome)
+    resumeToken: null,
+    resumeGraceMs: 60000,
+    iceServers: [],
+    icePolicy: 'all',
+    status: null,          // "waiting" | "admitted" | "suspended" once welcomed
+    localStream: null,
+    socket: null,
+    socketTimers: [],
+    lastFrameAt: 0,
+    everWelcomed: false,
+    firstAttempts: 0,
+    reconnectSince: null,
+    reconnectAttempt: 0,
+    reconnectTimer: null,
+    denied: false,
+    denyReason: null,
+    replaced: false,
+    finished: false,       // a final screen is showing: ignore late events
+    participants: new Map(),  // id -> ParticipantView
+    peers: new Map(),         // id -> Peer
+    statsTimer: null,
+    micOn: true,
+    cameraOn: true,
+  };
+
+  // --- screens -------------------------------------------------------------------------
+
+  function show(screen, mode) {
+    for (const section of document.querySelectorAll('main > section[data-screen]')) {
+      section.hidden = section.dataset.screen !== screen;
+    }
+    document.body.dataset.screen = mode || screen;
+    if (screen === 'room') el.room.dataset.mode = mode;
+    const heading = screen === 'room'
+      ? (mode === 'call' ? el.callTitle : el.roomTitle)
+      : document.querySelector(`section[data-screen="${screen}"] h1`);
+    // Move focus so screen readers read the new screen and keyboard users start at its top.
+    if (heading) heading.focus({ preventScroll: false });
+  }
+
+  function announce(text, tone) {
+    el.status.textContent = text || '';
+    el.status.classList.toggle('warning', tone === 'warning');
+  }
+
+  function showMessage(kind, extra) {
+    const m = MESSAGES[kind] || MESSAGES.server_error;
+    state.finished = true;
+    document.body.dataset.message = kind;
+    document.body.dataset.tone = m.tone;
+    el.messageTitle.textContent = m.title;
+    el.messageBody.textContent = m.body;
+    el.messageHint.textContent = (extra && extra.hint) || m.hint;
+    if (m.action) {
+      el.messageAction.textContent = m.action;
+      el.messageAction.hidden = false;
+    } else {
+      el.messageAction.hidden = true;
+    }
+    announce('');
+    show('message');
+    document.title = `${m.title} – Video consultation`;
+  }
+
+  function formatTime(iso) {
+    const when = new Date(iso);
+    if (Number.isNaN(when.getTime())) return '';
+    return when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
+  function formatDay(iso) {
+    const when = new Date(iso);
+    if (Number.isNaN(when.getTime())) return '';
+    return when.toLocaleDateString([], { weekday: 'long', day: 'numeric', month: 'long' });
+  }
+
+  // --- the invite and the join token ---------------------------------------------------
+
+  class PageError extends Error {
+    constructor(kind) {
+      super(kind);
+      this.kind = kind;
+    }
+  }
+
+  /** The invite token from the fragment, removed from the address bar at once. */
+  function takeFragmentToken() {
+    const raw = window.location.hash.replace(/^#/, '');
+    if (window.location.hash) {
+      history.replaceState(null, '', window.location.pathname + window.location.search);
+    }
+    if (!raw) return null;
+    let token;
+    try {
+      token = decodeURIComponent(raw).trim();
+    } catch (_) {
+      return '';
+    }
+    return token;
+  }
+
+  function loadStored() {
+    try {
+      const stored = JSON.parse(sessionStorage.getItem(STORAGE_KEY) || 'null');
+      if (!stored || !stored.ticket || typeof stored.ticket.token !== 'string') return null;
+      if (Date.parse(stored.ticket.expires_at) <= Date.now()) return null;
+      return stored;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function saveStored() {
+    try {
+      if (!state.ticket) {
+        sessionStorage.removeItem(STORAGE_KEY);
+        return;
+      }
+      sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ ticket: state.ticket, resume: state.resumeToken }));
+    } catch (_) {
+      // Private windows may refuse storage; the page still works, only a reload will not.
+    }
+  }
+
+  function forgetStored() {
+    try {
+      sessionStorage.removeItem(STORAGE_KEY);
+    } catch (_) { /* nothing stored */ }
+  }
+
+  async function redeem(inviteToken) {
+    let response;
+    try {
+      response = await fetch(REDEEM_PATH, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify({ token: inviteToken }),
+        credentials: 'omit',
+        cache: 'no-store',
+        referrerPolicy: 'no-referrer',
+      });
+    } catch (_) {
+      throw new PageError('unreachable');
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (_) {
+      body = null;
+    }
+    if (response.ok && body && typeof body.token === 'string') return body;
+    const code = body && typeof body.code === 'string' ? body.code : '';
+    if (code === 'invite_used') throw new PageError('invite_used');
+    if (code === 'invite_expired') throw new PageError('invite_expired');
+    if (code === 'invite_invalid' || code === 'validation_error') throw new PageError('invalid_link');
+    if (code === 'join_window_closed' || code === 'invalid_state') throw new PageError('consultation_over');
+    if (response.status === 502 || response.status === 503 || response.status === 504) {
+      throw new PageError('unreachable');
+    }
+    throw new PageError('server_error');
+  }
+
+  function fillDetails() {
+    const t = state.ticket;
+    el.detailName.textContent = t.name || '';
+    el.selfName.textContent = t.name ? `You (${t.name})` : 'You';
+    const c = t.consultation || {};
+    el.detailHost.textContent = c.host_name || '';
+    el.detailTime.textContent = c.scheduled_start
+      ? `${formatDay(c.scheduled_start)}, ${formatTime(c.scheduled_start)} to ${formatTime(c.scheduled_end)}`
+      : '';
+  }
+
+  /** Wait on the "You are early" screen until the join token becomes valid. */
+  function waitUntilOpen() {
+    const opens = Date.parse(state.ticket.not_before);
+    const wait = opens - Date.now();
+    if (!(wait > 0)) return Promise.resolve();
+    el.earlyStart.textContent = formatTime(state.ticket.consultation.scheduled_start);
+    el.earlyOpen.textContent = formatTime(state.ticket.not_before);
+    show('early');
+    return new Promise((resolve) => setTimeout(resolve, wait + EARLY_SLACK_MS));
+  }
+
+  // --- camera and microphone -----------------------------------------------------------
+
+  async function openCamera() {
+    if (state.localStream && state.localStream.getTracks().every((t) => t.readyState === 'live')) return;
+    if (!window.isSecureContext || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia
+        || typeof RTCPeerConnection !== 'function') {
+      throw new PageError('insecure');
+    }
+    // Only show "allow your camera" if the browser is actually asking.
+    const prompt = setTimeout(() => show('camera'), 400);
+    try {
+      state.localStream = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+        video: { width: { ideal: 1280 }, height: { ideal: 720 }, facingMode: 'user' },
+      });
+    } catch (err) {
+      const name = err && err.name;
+      if (name === 'NotAllowedError' || name === 'SecurityError' || name === 'PermissionDeniedError') {
+        throw new PageError('camera_refused');
+      }
+      if (name === 'NotFoundError' || name === 'OverconstrainedError' || name === 'DevicesNotFoundError') {
+        throw new PageError('camera_missing');
+      }
+      if (name === 'NotReadableError' || name === 'AbortError' || name === 'TrackStartError') {
+        throw new PageError('camera_busy');
+      }
+      throw new PageError('camera_refused');
+    } finally {
+      clearTimeout(prompt);
+    }
+    for (const track of state.localStream.getAudioTracks()) track.enabled = state.micOn;
+    for (const track of state.localStream.getVideoTracks()) track.enabled = state.cameraOn;
+    el.selfVideo.srcObject = state.localStream;
+    el.selfVideo.play().catch(() => { /* muted self-view: autoplay is allowed */ });
+  }
+
+  function stopCamera() {
+    if (state.localStream) {
+      for (const track of state.localStream.getTracks()) track.stop();
+    }
+    state.localStream = null;
+    el.selfVideo.srcObject = null;
+  }
+
+  function updateControls() {
+    el.mic.textContent = state.micOn ? 'Mute microphone' : 'Unmute microphone';
+    el.mic.classList.toggle('off', !state.micOn);
+    el.camera.textContent = state.cameraOn ? 'Turn camera off' : 'Turn camera on';
+    el.camera.classList.toggle('off', !state.cameraOn);
+    const notes = [];
+    if (!state.micOn) notes.push('Microphone off');
+    if (!state.cameraOn) notes.push('Camera off');
+    el.selfState.textContent = notes.join(' · ');
+  }
+
+  function toggleMic() {
+    state.micOn = !state.micOn;
+    if (state.localStream) for (const t of state.localStream.getAudioTracks()) t.enabled = state.micOn;
+    updateControls();
+    announce(state.micOn ? 'Your microphone is on.' : 'Your microphone is muted. Others cannot hear you.');
+  }
+
+  function toggleCamera() {
+    state.cameraOn = !state.cameraOn;
+    // A disabled track sends black frames: no renegotiation, and the others keep the connection.
+    if (state.localStream) for (const t of state.localStream.getVideoTracks()) t.enabled = state.cameraOn;
+    updateControls();
+    announce(state.cameraOn ? 'Your camera is on.' : 'Your camera is off. Others cannot see you.');
+  }
+
+  // --- signalling socket ---------------------------------------------------------------
+
+  function socketUrl() {
+    const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return `${scheme}//${window.location.host}${SIGNALLING_PATH}`;
+  }
+
+  function send(message) {
+    const ws = state.socket;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify({ v: PROTOCOL_VERSION, ...message }));
+    return true;
+  }
+
+  function clearSocketTimers() {
+    for (const timer of state.socketTimers) clearInterval(timer);
+    state.socketTimers = [];
+  }
+
+  function dropSocket(ws) {
+    ws.onopen = null;
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.onerror = null;
+    try {
+      ws.close(1000);
+    } catch (_) { /* already closed */ }
+  }
+
+  function connect() {
+    clearTimeout(state.reconnectTimer);
+    state.reconnectTimer = null;
+    if (state.socket) dropSocket(state.socket);
+    clearSocketTimers();
+    let ws;
+    try {
+      ws = new WebSocket(socketUrl());
+    } catch (_) {
+      showMessage('unreachable');
+      return;
+    }
+    state.socket = ws;
+    state.lastFrameAt = Date.now();
+    ws.onopen = () => {
+      const hello = { type: 'hello', join_token: state.ticket.token };
+      if (state.resumeToken) hello.resume_token = state.resumeToken;
+      send(hello);
+    };
+    ws.onmessage = (event) => {
+      if (ws !== state.socket) return;
+      state.lastFrameAt = Date.now();
+      if (typeof event.data !== 'string') return;
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch (_) {
+        return;
+      }
+      if (!message || typeof message.type !== 'string') return;
+      handleMessage(message).catch((err) => console.error('signalling message failed', message.type, err));
+    };
+    ws.onclose = (event) => {
+      if (ws !== state.socket) return;
+      onSocketClosed(event.code, event.reason);
+    };
+    state.socketTimers.push(setInterval(() => {
+      if (ws !== state.socket) return;
+      if (Date.now() - state.lastFrameAt > SILENT_SOCKET_MS) {
+        // The network vanished without a close frame: treat it as a drop.
+        dropSocket(ws);
+        onSocketClosed(1006, 'silent');
+        return;
+      }
+      send({ type: 'ping' });
+    }, PING_EVERY_MS));
+  }
+
+  function onSocketClosed(code) {
+    const wasWelcomed = state.status !== null;
+    state.socket = null;
+    clearSocketTimers();
+    if (state.finished) return;
+    if (state.denied || code === 4403) {
+      leaveCall();
+      showMessage(state.denied ? 'denied' : 'forbidden', state.denyReason ? {
+        hint: `Message from the clinician: “${state.denyReason}”`,
+      } : undefined);
+      forgetStored();
+      return;
+    }
+    if (state.replaced || code === 4409) {
+      leaveCall();
+      showMessage('replaced');
+      return;
+    }
+    if (code === 4410 || code === 4404) {
+      const inCall = state.status === 'admitted';
+      leaveCall();
+      showMessage(inCall ? 'ended' : 'consultation_over');
+      forgetStored();
+      return;
+    }
+    if (code === 4401) {
+      if (Date.parse(state.ticket.not_before) > Date.now() - 60000) {
+        // Our clock may run ahead of the server's: the token is simply not valid yet.
+        scheduleReconnect(wasWelcomed);
+        return;
+      }
+      leaveCall();
+      showMessage('access_expired');
+      forgetStored();
+      return;
+    }
+    if (code === 4400 || code === 4429) {
+      leaveCall();
+      showMessage('server_error');
+      return;
+    }
+    // 1001 (server restarting), 1006 (network), 1011, 1013, 4408, 4430, …: come back with the resume token.
+    scheduleReconnect(wasWelcomed);
+  }
+
+  function scheduleReconnect(wasWelcomed) {
+    if (!state.everWelcomed) {
+      state.firstAttempts += 1;
+      if (state.firstAttempts >= FIRST_CONNECT_ATTEMPTS) {
+        leaveCall();
+        showMessage('unreachable');
+        return;
+      }
+    } else {
+      if (state.reconnectSince === null) state.reconnectSince = Date.now();
+      if (Date.now() - state.reconnectSince > MAX_RECONNECT_MS) {
+        leaveCall();
+        showMessage('connection_lost');
+        return;
+      }
+      if (wasWelcomed || state.reconnectAttempt === 0) {
+        announce('The connection was interrupted. Reconnecting…', 'warning');
+      }
+    }
+    state.status = null;
+    const delay = Math.min(500 * 2 ** state.reconnectAttempt, 8000);
+    state.reconnectAttempt += 1;
+    state.reconnectTimer = setTimeout(connect, delay);
+  }
+
+  window.addEventListener('online', () => {
+    if (state.reconnectTimer !== null) connect();
+  });
+
+  // --- messages from the server --------------------------------------------------------
+
+  async function handleMessage(m) {
+    if (state.finished) return;
+    switch (m.type) {
+      case 'welcome': return onWelcome(m);
+      case 'admitted': return onAdmitted(m.participants || []);
+      case 'denied':
+        state.denied = true;
+        state.denyReason = typeof m.reason === 'string' && m.reason ? m.reason : null;
+        return undefined;
+      case 'returned': return onReturned(m.reason);
+      case 'replaced':
+        state.replaced = true;
+        return undefined;
+      case 'suspended':
+        announce('Your connection is paused by the service.', 'warning');
+        return undefined;
+      case 'consultation.live':
+        announce('The consultation has started.');
+        return undefined;
+      case 'consultation.ended':
+        leaveCall();
+        forgetStored();
+        showMessage('ended');
+        return undefined;
+      case 'participant.joined':
+      case 'participant.admitted':
+      case 'participant.returned':
+      case 'participant.denied':
+      case 'participant.suspended':
+      case 'participant.disconnected':
+      case 'participant.resumed':
+      case 'participant.left':
+        return onParticipantEvent(m.type, m.participant);
+      case 'offer': return onOffer(m);
+      case 'answer': return onAnswer(m);
+      case 'ice': return onIce(m);
+      case 'error':
+        // The socket stays open; a close follows if the error is fatal. Never show raw text.
+        console.warn('signalling error', m.code);
+        return undefined;
+      default:
+        return undefined;  // pong, ack, posture.accepted: nothing to do
+    }
+  }
+
+  function onWelcome(m) {
+    state.everWelcomed = true;
+    state.firstAttempts = 0;
+    state.reconnectAttempt = 0;
+    const reconnected = state.reconnectSince !== null;
+    state.reconnectSince = null;
+    state.me = m.participant_id;
+    state.resumeToken = m.resume_token;
+    state.resumeGraceMs = (m.resume_grace_s || 60) * 1000;
+    state.iceServers = (m.ice_servers || []).map((s) => {
+      const server = { urls: s.urls };
+      if (s.username) server.username = s.username;
+      if (s.credential) server.credential = s.credential;
+      return server;
+    });
+    state.icePolicy = m.ice_policy === 'relay' ? 'relay' : 'all';
+    saveStored();
+    state.participants.clear();
+    for (const p of m.participants || []) state.participants.set(p.id, p);
+    if (['ended', 'cancelled', 'no_show'].includes(m.consultation_state)) {
+      leaveCall();
+      forgetStored();
+      showMessage('consultation_over');
+      return;
+    }
+    if (reconnected) announce('You are connected again.');
+    if (m.status === 'admitted') {
+      const others = (m.participants || []).filter((p) => p.id !== state.me && p.status === 'admitted');
+      enterCall(others, { resumed: Boolean(m.resumed) });
+    } else {
+      enterWaiting('joined');
+    }
+  }
+
+  const WAITING_LEADS = {
+    joined: 'The clinician will let you in shortly.',
+    returned: 'The clinician has moved you back to the waiting room. They will let you in again shortly.',
+    host_left: 'The clinician has left the call for a moment. Please wait here; they will let you in again.',
+  };
+
+  function enterWaiting(why) {
+    closeAllPeers();
+    state.status = 'waiting';
+    el.waitingLead.textContent = WAITING_LEADS[why] || WAITING_LEADS.joined;
+    el.waitingNote.textContent = 'Please keep this page open. You can check your camera and microphone below.';
+    document.title = 'Waiting room – Video consultation';
+    show('room', 'waiting');
+  }
+
+  function onAdmitted(participants) {
+    enterCall(participants.filter((p) => p.id !== state.me), { resumed: false });
+    announce('The clinician has let you in. You are now in the consultation.');
+  }
+
+  function enterCall(others, { resumed }) {
+    const wasInCall = state.status === 'admitted';
+    state.status = 'admitted';
+    for (const p of others) state.participants.set(p.id, p);
+    const wanted = new Set(others.filter((p) => p.status === 'admitted').map((p) => p.id));
+    for (const id of [...state.peers.keys()]) if (!wanted.has(id)) removePeer(id);
+    for (const p of others) {
+      if (p.status !== 'admitted') continue;
+      const existing = state.peers.get(p.id);
+      if (existing) {
+        existing.setName(p.name);
+        // After a socket resume the media path may have survived; if not, recover it now.
+        if (resumed && existing.broken()) existing.recoverSoon(0);
+      } else {
+        addPeer(p);
+      }
+    }
+    document.title = 'In consultation – Video consultation';
+    if (!wasInCall || document.body.dataset.screen !== 'call') show('room', 'call');
+    startStats();
+  }
+
+  function onReturned(reason) {
+    const why = reason === 'host_left' ? 'host_left' : 'returned';
+    announce(why === 'host_left'
+      ? 'The clinician has left the call. You are back in the waiting room.'
+      : 'The clinician has moved you back to the waiting room.');
+    enterWaiting(why);
+  }
+
+  function onParticipantEvent(type, p) {
+    if (!p || p.id === state.me) return;
+    state.participants.set(p.id, p);
+    if (state.status !== 'admitted') return;
+    const peer = state.peers.get(p.id);
+    switch (type) {
+      case 'participant.admitted':
+        if (!peer) addPeer(p);
+        announce(`${p.name} has joined the consultation.`);
+        break;
+      case 'participant.left':
+      case 'participant.returned':
+      case 'participant.denied':
+        if (peer) {
+          removePeer(p.id);
+          announce(`${p.name} has left the consultation.`);
+        }
+        break;
+      case 'participant.disconnected':
+        if (peer) peer.setNote('Connection interrupted. Waiting for them to reconnect…');
+        break;
+      case 'participant.resumed':
+        if (peer) {
+          peer.setNote('');
+          if (peer.broken()) peer.recoverSoon(0);
+        }
+        break;
+      case 'participant.suspended':
+        if (peer) peer.setNote('Paused by the service');
+        break;
+      default:
+        break;
+    }
+  }
+
+  // --- WebRTC: one peer connection per other participant -----------------------------
+
+  function newConnectionId() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
+  /**
+   * One other participant: their tile and the current RTCPeerConnection with them.
+   *
+   * Who offers follows clinic_client's rule: for each pair, the lower participant id is
+   * "impolite" and makes offers; the other answers. A specialist's id sorts after "host:"
+   * and "room:", so this page normally only answers. Either side may negotiate a fresh
+   * connection (new connection_id) to recover a broken one; the answering side waits a
+   * little longer first, so both rarely do it at once — and if they do, the impolite side
+   * keeps its own offer and the polite side answers.
+   */
+  class Peer {
+    constructor(view) {
+      this.id = view.id;
+      this.name = view.name;
+      this.polite = state.me > view.id;
+      this.pc = null;
+      this.connectionId = null;
+      this.retired = new Set();
+      this.remoteIce = [];          // candidates that arrived before the remote description
+      this.localIce = [];           // our candidates waiting for our offer/answer to be sent
+      this.described = false;       // our offer/answer for the current connection was sent
+      this.createdAt = Date.now();
+      this.connectedOnce = false;
+      this.badSince = null;
+      this.attempts = 0;
+      this.recoverTimer = null;
+      this.queue = Promise.resolve();
+      this.stats = null;
+      this.buildTile();
+    }
+
+    buildTile() {
+      const figure = document.createElement('figure');
+      figure.className = 'tile remote-tile';
+      figure.dataset.participant = this.id;
+      const video = document.createElement('video');
+      video.autoplay = true;
+      video.playsInline = true;
+      const waiting = document.createElement('p');
+      waiting.className = 'waiting-text';
+      waiting.textContent = 'Connecting…';
+      const caption = document.createElement('figcaption');
+      const name = document.createElement('span');
+      name.className = 'name';
+      const note = document.createElement('span');
+      note.className = 'tile-state';
+      const quality = document.createElement('span');
+      quality.className = 'quality';
+      caption.append(name, note, quality);
+      figure.append(video, waiting, caption);
+      this.figure = figure;
+      this.video = video;
+      this.waitingText = waiting;
+      this.nameEl = name;
+      this.noteEl = note;
+      this.qualityEl = quality;
+      this.setName(this.name);
+      this.setNote('Connecting…');
+      video.addEventListener('playing', () => { this.waitingText.hidden = true; });
+      el.grid.append(figure);
+    }
+
+    setName(name) {
+      this.name = name;
+      this.nameEl.textContent = name;
+      this.video.setAttribute('aria-label', `Video of ${name}`);
+    }
+
+    setNote(text) {
+      this.noteEl.textContent = text;
+    }
+
+    run(task) {
+      // One negotiation step at a time per peer: offers, answers and candidates interleave otherwise.
+      this.queue = this.queue.then(task).catch((err) => console.error('negotiation failed', this.id, err));
+      return this.queue;
+    }
+
+    broken() {
+      const s = this.pc ? this.pc.connectionState : 'closed';
+      return s === 'failed' || s === 'closed' || s === 'disconnected';
+    }
+
+    newConnection(connectionId) {
+      this.retire();
+      const pc = new RTCPeerConnection({
+        iceServers: state.iceServers,
+        iceTransportPolicy: state.icePolicy,
+        bundlePolicy: 'max-bundle',
+      });
+      this.pc = pc;
+      this.connectionId = connectionId;
+      this.remoteIce = [];
+      this.localIce = [];
+      this.described = false;
+      this.createdAt = Date.now();
+      this.connectedOnce = false;
+      const stream = new MediaStream();
+      this.video.srcObject = stream;
+      if (state.localStream) {
+        for (const track of state.localStream.getTracks()) pc.addTrack(track, state.localStream);
+      }
+      pc.ontrack = (event) => {
+        if (this.pc !== pc) return;
+        stream.addTrack(event.track);
+        this.play();
+      };
+      pc.onicecandidate = (event) => {
+        if (this.pc !== pc) return;
+        const c = event.candidate;
+        const ice = {
+          type: 'ice',
+          to: this.id,
+          connection_id: connectionId,
+          candidate: c ? c.candidate : '',
+          sdpMid: c ? c.sdpMid : null,
+          sdpMLineIndex: c ? c.sdpMLineIndex : null,
+          usernameFragment: c && c.usernameFragment ? c.usernameFragment : null,
+        };
+        if (this.described) send(ice);
+        else this.localIce.push(ice);
+      };
+      pc.onconnectionstatechange = () => {
+        if (this.pc === pc) this.onState();
+      };
+      return pc;
+    }
+
+    sentDescription() {
+      this.described = true;
+      for (const ice of this.localIce.splice(0)) send(ice);
+    }
+
+    retire() {
+      if (!this.pc) return;
+      const old = this.pc;
+      this.retired.add(this.connectionId);
+      this.pc = null;
+      old.ontrack = null;
+      old.onicecandidate = null;
+      old.onconnectionstatechange = null;
+      old.close();
+    }
+
+    play() {
+      this.video.play().then(() => {
+        if (this.soundButton) this.soundButton.remove();
+        this.soundButton = null;
+      }).catch((err) => {
+        if (err && err.name === 'NotAllowedError') this.offerSoundButton();
+      });
+    }
+
+    offerSoundButton() {
+      // The browser would not play sound without a click: show the picture and ask for one.
+      if (this.soundButton) return;
+      this.video.muted = true;
+      this.video.play().catch(() => {});
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'control primary sound-button';
+      button.textContent = `Turn on sound for ${this.name}`;
+      button.addEventListener('click', () => {
+        this.video.muted = false;
+        this.play();
+      });
+      this.soundButton = button;
+      this.figure.append(button);
+    }
+
+    onState() {
+      const s = this.pc.connectionState;
+      if (s === 'connected') {
+        this.connectedOnce = true;
+        this.badSince = null;
+        this.attempts = 0;
+        this.setNote('');
+        clearTimeout(this.recoverTimer);
+        this.recoverTimer = null;
+      } else if (s === 'disconnected') {
+        this.setNote('Connection interrupted…');
+        this.recoverSoon();
+      } else if (s === 'failed') {
+        this.setNote('Connection lost. Reconnecting…');
+        this.recoverSoon();
+      } else if (s === 'connecting' || s === 'new') {
+        this.setNote(this.connectedOnce ? 'Reconnecting…' : 'Connecting…');
+      }
+    }
+
+    /** Negotiate a fresh connection after a back-off, unless the other side does it first. */
+    recoverSoon(delay) {
+      if (this.recoverTimer !== null) return;
+      const base = Math.min(RECOVER_IMPOLITE_MS * 2 ** this.attempts, MAX_RECOVER_DELAY_MS);
+      const wait = delay !== undefined ? delay : base + (this.polite ? RECOVER_POLITE_EXTRA_MS : 0);
+      const pcAtStart = this.pc;
+      this.recoverTimer = setTimeout(() => {
+        this.recoverTimer = null;
+        if (state.peers.get(this.id) !== this || state.status !== 'admitted') return;
+        // The other side already replaced the connection, or it healed by itself.
+        if (this.pc !== pcAtStart && this.pc && !this.broken()) return;
+        if (this.pc && this.pc.connectionState === 'connected') return;
+        this.attempts += 1;
+        this.run(() => this.offerFresh());
+      }, wait);
+    }
+
+    async offerFresh() {
+      const connectionId = newConnectionId();
+      const pc = this.newConnection(connectionId);
+      await pc.setLocalDescription(await pc.createOffer());
+      if (this.pc !== pc) return;
+      send({ type: 'offer', to: this.id, sdp: pc.localDescription.sdp, connection_id: connectionId });
+      this.sentDescription();
+      this.watchConnect(pc);
+    }
+
+    /** Nothing connected in time (lost offer, blocked path): try a fresh connection. */
+    watchConnect(pc) {
+      setTimeout(() => {
+        if (this.pc !== pc || state.peers.get(this.id) !== this) return;
+        if (pc.connectionState !== 'connected' && !this.connectedOnce) this.recoverSoon();
+      }, CONNECT_TIMEOUT_MS);
+    }
+
+    async onOffer(m) {
+      if (this.retired.has(m.connection_id)) return;
+      let pc = this.pc;
+      if (pc && this.connectionId === m.connection_id) {
+        // Renegotiation of the current connection.
+        if (pc.signalingState !== 'stable') {
+          if (!this.polite) return;
+          await pc.setLocalDescription({ type: 'rollback' });
+        }
+      } else {
+        const ourOfferPending = pc && pc.signalingState === 'have-local-offer'
+          && Date.now() - this.createdAt < CONNECT_TIMEOUT_MS;
+        if (ourOfferPending && !this.polite) return;  // glare: the impolite side keeps its offer
+        pc = this.newConnection(m.connection_id);
+        this.watchConnect(pc);
+      }
+      clearTimeout(this.recoverTimer);
+      this.recoverTimer = null;
+      await pc.setRemoteDescription({ type: 'offer', sdp: m.sdp });
+      await this.flushRemoteIce(pc);
+      await pc.setLocalDescription();
+      if (this.pc !== pc) return;
+      send({ type: 'answer', to: this.id, sdp: pc.localDescription.sdp, connection_id: m.connection_id });
+      this.sentDescription();
+    }
+
+    async onAnswer(m) {
+      const pc = this.pc;
+      if (!pc || this.connectionId !== m.connection_id || pc.signalingState !== 'have-local-offer') return;
+      await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+      await this.flushRemoteIce(pc);
+    }
+
+    async onIce(m) {
+      const pc = this.pc;
+      if (!pc || (m.connection_id && m.connection_id !== this.connectionId)) return;
+      const candidate = {
+        candidate: m.candidate || '',
+        sdpMid: m.sdpMid,
+        sdpMLineIndex: m.sdpMLineIndex,
+      };
+      if (m.usernameFragment) candidate.usernameFragment = m.usernameFragment;
+      if (!pc.remoteDescription) {
+        this.remoteIce.push(candidate);
+        return;
+      }
+      await this.addIce(pc, candidate);
+    }
+
+    async flushRemoteIce(pc) {
+      for (const candidate of this.remoteIce.splice(0)) await this.addIce(pc, candidate);
+    }
+
+    async addIce(pc, candidate) {
+      try {
+        if (!candidate.candidate) await pc.addIceCandidate();
+        else await pc.addIceCandidate(candidate);
+      } catch (err) {
+        console.warn('ignored an ICE candidate', err && err.name);
+      }
+    }
+
+    async updateStats() {
+      const pc = this.pc;
+      if (!pc || pc.connectionState !== 'connected') {
+        this.qualityEl.textContent = '';
+        this.qualityEl.className = 'quality';
+        return;
+      }
+      const report = await pc.getStats();
+      let pairId = null;
+      let rttMs = null;
+      let lost = 0;
+      let received = 0;
+      report.forEach((s) => {
+        if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+      });
+      report.forEach((s) => {
+        if (s.type === 'candidate-pair' && (s.id === pairId || (!pairId && s.nominated && s.state === 'succeeded'))
+            && typeof s.currentRoundTripTime === 'number') {
+          rttMs = s.currentRoundTripTime * 1000;
+        }
+        if (s.type === 'inbound-rtp') {
+          lost += Math.max(0, s.packetsLost || 0);
+          received += s.packetsReceived || 0;
+        }
+      });
+      if (rttMs === null) {
+        report.forEach((s) => {
+          if (s.type === 'remote-inbound-rtp' && typeof s.roundTripTime === 'number' && rttMs === null) {
+            rttMs = s.roundTripTime * 1000;
+          }
+        });
+      }
+      const previous = this.stats && this.stats.pc === pc ? this.stats : { lost: 0, received: 0 };
+      const dLost = lost - previous.lost;
+      const dReceived = received - previous.received;
+      this.stats = { pc, lost, received };
+      const lossPct = dLost + dReceived > 0 ? (100 * dLost) / (dLost + dReceived) : 0;
+      let level = 'good';
+      if ((rttMs !== null && rttMs > 600) || lossPct > 8) level = 'poor';
+      else if ((rttMs !== null && rttMs > 300) || lossPct > 2) level = 'fair';
+      const words = { good: 'Good connection', fair: 'Fair connection', poor: 'Poor connection' };
+      const parts = [words[level]];
+      if (rttMs !== null) parts.push(`delay ${Math.round(rttMs)} ms`);
+      parts.push(`${lossPct < 10 ? lossPct.toFixed(1) : Math.round(lossPct)}% lost`);
+      this.qualityEl.textContent = parts.join(' · ');
+      this.qualityEl.className = `quality ${level}`;
+      this.figure.dataset.quality = level;
+      if (level === 'poor' && this.lastLevel !== 'poor') {
+        announce(`The connection with ${this.name} is poor. The picture or sound may break up.`, 'warning');
+      }
+      this.lastLevel = level;
+    }
+
+    close() {
+      clearTimeout(this.recoverTimer);
+      this.recoverTimer = null;
+      this.retire();
+      this.video.srcObject = null;
+      this.figure.remove();
+    }
+  }
+
+  function addPeer(view) {
+    const peer = new Peer(view);
+    state.peers.set(view.id, peer);
+    if (!peer.polite) {
+      peer.run(() => peer.offerFresh());
+    } else {
+      // The other side offers; if nothing arrives in time, offer ourselves (as clinic_client does).
+      setTimeout(() => {
+        if (state.peers.get(peer.id) === peer && !peer.pc) peer.recoverSoon(0);
+      }, CONNECT_TIMEOUT_MS);
+    }
+    return peer;
+  }
+
+  function removePeer(id) {
+    const peer = state.peers.get(id);
+    if (!peer) return;
+    state.peers.delete(id);
+    peer.close();
+  }
+
+  function closeAllPeers() {
+    for (const id of [...state.peers.keys()]) removePeer(id);
+    stopStats();
+  }
+
+  function peerFor(m) {
+    if (state.status !== 'admitted' || typeof m.from !== 'string') return null;
+    const existing = state.peers.get(m.from);
+    if (existing) return existing;
+    // An offer can overtake the "participant.admitted" event; the hub relays only between admitted people.
+    const view = state.participants.get(m.from) || { id: m.from, name: 'Participant', status: 'admitted' };
+    const peer = new Peer(view);
+    state.peers.set(peer.id, peer);
+    return peer;
+  }
+
+  function onOffer(m) {
+    const peer = peerFor(m);
+    if (peer) peer.run(() => peer.onOffer(m));
+  }
+
+  function onAnswer(m) {
+    const peer = state.peers.get(m.from);
+    if (peer) peer.run(() => peer.onAnswer(m));
+  }
+
+  function onIce(m) {
+    const peer = state.peers.get(m.from);
+    if (peer) peer.run(() => peer.onIce(m));
+  }
+
+  function startStats() {
+    if (state.statsTimer !== null) return;
+    state.statsTimer = setInterval(() => {
+      for (const peer of state.peers.values()) {
+        peer.updateStats().catch(() => {});
+      }
+    }, STATS_EVERY_MS);
+  }
+
+  function stopStats() {
+    clearInterval(state.statsTimer);
+    state.statsTimer = null;
+  }
+
+  /** Stop everything this page runs: peers, socket, camera. */
+  function leaveCall() {
+    closeAllPeers();
+    clearTimeout(state.reconnectTimer);
+    state.reconnectTimer = null;
+    if (state.socket) dropSocket(state.socket);
+    state.socket = null;
+    clearSocketTimers();
+    state.status = null;
+    stopCamera();
+  }
+
+  function leave() {
+    send({ type: 'leave' });
+    const ws = state.socket;
+    state.socket = null;
+    // Let the leave frame go out before closing.
+    if (ws) {
+      ws.onclose = null;
+      setTimeout(() => dropSocket(ws), 200);
+    }
+    state.resumeToken = null;
+    saveStored();
+    leaveCall();
+    showMessage('left');
+  }
+
+  // --- start ---------------------------------------------------------------------------
+
+  let retryRedeem = null;  // an invite whose redemption failed for a reason worth retrying
+
+  async function join() {
+    state.finished = false;
+    state.denied = false;
+    state.denyReason = null;
+    state.replaced = false;
+    state.everWelcomed = false;
+    state.firstAttempts = 0;
+    state.reconnectAttempt = 0;
+    state.reconnectSince = null;
+    try {
+      await waitUntilOpen();
+      await openCamera();
+    } catch (err) {
+      showMessage(err instanceof PageError ? err.kind : 'server_error');
+      return;
+    }
+    updateControls();
+    el.loadingText.textContent = 'Connecting to the consultation…';
+    show('loading');
+    connect();
+  }
+
+  async function start() {
+    const fromLink = takeFragmentToken();
+    const stored = loadStored();
+    if (fromLink === null && stored) {
+      // A reload: the invite was already spent in this tab; carry on with its join token.
+      state.ticket = stored.ticket;
+      state.resumeToken = stored.resume || null;
+    } else if (!fromLink) {
+      showMessage('invalid_link');
+      return;
+    } else {
+      try {
+        state.ticket = await redeem(fromLink);
+      } catch (err) {
+        showMessage(err instanceof PageError ? err.kind : 'server_error');
+        // A failed redeem of this link: keep the tab retryable only where retrying can help.
+        if (err instanceof PageError && (err.kind === 'unreachable' || err.kind === 'server_error')) {
+          retryRedeem = fromLink;
+        }
+        return;
+      }
+      state.resumeToken = null;
+      saveStored();
+    }
+    fillDetails();
+    await join();
+  }
+
+  el.messageAction.addEventListener('click', () => {
+    el.messageAction.hidden = true;
+    if (retryRedeem !== null) {
+      const token = retryRedeem;
+      retryRedeem = null;
+      show('loading');
+      redeem(token).then((ticket) => {
+        state.ticket = ticket;
+        saveStored();
+        fillDetails();
+        return join();
+      }).catch((err) => {
+        if (err instanceof PageError && (err.kind === 'unreachable' || err.kind === 'server_error')) {
+          retryRedeem = token;
+        }
+        showMessage(err instanceof PageError ? err.kind : 'server_error');
+      });
+      return;
+    }
+    if (!state.ticket) {
+      window.location.reload();
+      return;
+    }
+    el.loadingText.textContent = 'Connecting to the consultation…';
+    show('loading');
+    join();
+  });
+  el.mic.addEventListener('click', toggleMic);
+  el.camera.addEventListener('click', toggleCamera);
+  el.leave.addEventListener('click', leave);
+
+  start().catch((err) => {
+    console.error('start failed', err);
+    showMessage('server_error');
+  });
+})();
