@@ -8,6 +8,8 @@ posture — revoke through the API (``POST /api/v1/devices/{id}/revoke``) to sus
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from pydantic import ValidationError
@@ -20,7 +22,6 @@ from server.db import make_engine
 from server.devices import checks, enrolment
 from server.devices.models import CheckOutcome, DeviceCreate, DeviceKind, DeviceStatus
 from server.errors import TelemedError
-from server.settings import Settings
 
 device_cli = typer.Typer(help="Enrol, list and revoke devices; review posture checks.", no_args_is_help=True)
 
@@ -36,13 +37,19 @@ def _operator() -> str:
     return f"cli:{name}"[:32]
 
 
-def _session() -> tuple[Settings, Session]:
+@contextmanager
+def _session() -> Iterator[Session]:
     # Imported here: server.cli registers this module at its bottom.
     from server.cli import load_settings, prepare_database
 
     settings = load_settings()
     prepare_database(settings)
-    return settings, Session(make_engine(settings.resolved_database_url), expire_on_commit=False)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def _fail(exc: TelemedError | DevicePolicyError) -> typer.Exit:
@@ -86,8 +93,7 @@ def enrol(
             where = ".".join(str(p) for p in error["loc"])
             err_console.print(f"[red]invalid {where}:[/red] {error['msg']}")
         raise typer.Exit(1) from None
-    _settings, session = _session()
-    with session:
+    with _session() as session:
         try:
             device = enrolment.enrol_device(
                 session=session, data=data, enrolled_by=_operator(), actor_role="operator"
@@ -104,9 +110,8 @@ def list_devices(
     status: DeviceStatus | None = typer.Option(None, help="Only active or revoked devices."),
 ) -> None:
     """List enrolled devices."""
-    _settings, session = _session()
     table = Table("id", "kind", "status", "establishment", "serial", "thumbprint")
-    with session:
+    with _session() as session:
         for device in enrolment.list_devices(session=session, status=status):
             table.add_row(
                 device.id,
@@ -125,8 +130,7 @@ def revoke(
     reason: str = typer.Option("revoked by an operator", help="Why (kept in the audit trail)."),
 ) -> None:
     """Revoke a device; its posture tokens are refused from their next use."""
-    _settings, session = _session()
-    with session:
+    with _session() as session:
         try:
             device = enrolment.get_device(session=session, device_id=device_id)
             enrolment.revoke_device(
@@ -145,9 +149,8 @@ def list_checks(
     limit: int = typer.Option(50, min=1, max=1000, help="How many, newest first."),
 ) -> None:
     """List recent posture checks (`--outcome fail` for failed ones)."""
-    _settings, session = _session()
     table = Table("when (UTC)", "device", "outcome", "code", "failed rules", "policy")
-    with session:
+    with _session() as session:
         for check in checks.list_checks(session=session, device_id=device, outcome=outcome, limit=limit):
             table.add_row(
                 check.checked_at.strftime("%Y-%m-%d %H:%M:%S"),
