@@ -1,0 +1,183 @@
+"""Messages between server nodes: channels with subscribers, in-process or over Redis pub/sub.
+
+The hub publishes on a channel per consultation (relayed offers/answers/ICE for a
+participant held by another node, and presence change events) and on one control channel
+(``suspend_device``). Handlers are plain callables that must not block: the hub's handler
+decodes the envelope and queues frames for its sockets.
+
+Delivery is at most once and in order per publisher: Redis pub/sub drops messages while
+a subscriber is disconnected, so anything that must survive (who is admitted) lives in
+:mod:`presence`; the bus only carries news of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("telemed.signalling.bus")
+
+Handler = Callable[[bytes], None]
+
+
+class Bus(Protocol):
+    """Publish/subscribe between the nodes of one deployment."""
+
+    async def start(self) -> None:
+        """Connect (and start reading, for a remote bus)."""
+        ...
+
+    async def close(self) -> None:
+        """Stop reading and release connections."""
+        ...
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        """Send ``data`` to every subscriber of ``channel`` (this node's included)."""
+        ...
+
+    async def subscribe(self, channel: str, handler: Handler) -> None:
+        """Call ``handler`` with every message published on ``channel`` from now on."""
+        ...
+
+    async def unsubscribe(self, channel: str, handler: Handler) -> None:
+        """Stop calling ``handler`` for ``channel``."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the bus cannot be reached (readiness)."""
+        ...
+
+
+class _Subscriptions:
+    """Handlers per channel; shared by both buses."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, list[Handler]] = {}
+
+    def add(self, channel: str, handler: Handler) -> bool:
+        """Add a handler; True if the channel is new."""
+        handlers = self.handlers.setdefault(channel, [])
+        handlers.append(handler)
+        return len(handlers) == 1
+
+    def remove(self, channel: str, handler: Handler) -> bool:
+        """Remove a handler; True if the channel has none left."""
+        handlers = self.handlers.get(channel)
+        if not handlers:
+            return False
+        with contextlib.suppress(ValueError):
+            handlers.remove(handler)
+        if handlers:
+            return False
+        del self.handlers[channel]
+        return True
+
+    def dispatch(self, channel: str, data: bytes) -> None:
+        for handler in list(self.handlers.get(channel, ())):
+            try:
+                handler(data)
+            except Exception:
+                log.exception("bus handler failed", extra={"channel": channel})
+
+
+class InProcessBus:
+    """The embedded default: every subscriber lives in this process (and this event loop).
+
+    Delivery is asynchronous (``loop.call_soon``), never inside ``publish``, so it behaves
+    like the Redis bus: a publisher is not re-entered by its own message.
+    """
+
+    def __init__(self) -> None:
+        self._subs = _Subscriptions()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._subs.handlers.clear()
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        if channel in self._subs.handlers:
+            asyncio.get_running_loop().call_soon(self._subs.dispatch, channel, data)
+
+    async def subscribe(self, channel: str, handler: Handler) -> None:
+        self._subs.add(channel, handler)
+
+    async def unsubscribe(self, channel: str, handler: Handler) -> None:
+        self._subs.remove(channel, handler)
+
+    async def ping(self) -> None:
+        return None
+
+
+class RedisBus:
+    """Redis pub/sub: one subscriber connection per node, read by one task.
+
+    When the connection drops, the reader reconnects with back-off and redis-py
+    re-subscribes every channel; messages published meanwhile are lost (see module doc).
+    """
+
+    def __init__(self, client: aioredis.Redis, *, retry_max_s: float = 5.0) -> None:
+        self._redis = client
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._subs = _Subscriptions()
+        self._reader: asyncio.Task[None] | None = None
+        self._retry_max_s = retry_max_s
+        self._ready = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_forever(), name="redis-bus-reader")
+
+    async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        await self._redis.publish(channel, data)
+
+    async def subscribe(self, channel: str, handler: Handler) -> None:
+        async with self._lock:
+            if self._subs.add(channel, handler):
+                await self._pubsub.subscribe(channel)
+                self._ready.set()
+
+    async def unsubscribe(self, channel: str, handler: Handler) -> None:
+        async with self._lock:
+            if self._subs.remove(channel, handler):
+                await self._pubsub.unsubscribe(channel)
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def _read_forever(self) -> None:
+        delay = 0.1
+        while True:
+            # redis-py refuses to read before the first subscription.
+            await self._ready.wait()
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+                delay = 0.1
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("redis bus connection lost; retrying", extra={"error_type": type(exc).__name__})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max_s)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"]
+            name = channel.decode() if isinstance(channel, bytes) else str(channel)
+            self._subs.dispatch(name, message["data"])

@@ -1,0 +1,426 @@
+"""What the hub needs from the rest of the server, as small protocols, and the real adapters.
+
+The hub never touches the database itself. It asks:
+
+* :class:`Consultations` — verify a join token; look a consultation up; mark the host
+  present, start, end (``server.consultations``);
+* :class:`PostureVerifier` — verify a posture token and its proof (``server.devices.posture``);
+* :class:`AuditSink` — record an event without waiting for the database (``server.audit``);
+* :class:`IceProvider` — ICE servers and policy for a participant (``server.turn``).
+
+Every adapter runs its database work in a worker thread, so the event loop never blocks,
+and turns the server's errors into a :class:`Refusal` with a protocol error code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from device_policy.errors import DevicePolicyError
+from server.audit import record_event
+from server.consultations import service as consultation_service
+from server.consultations.join_tokens import verify_join_token
+from server.consultations.models import Consultation
+from server.errors import (
+    AccessDenied,
+    AuthenticationRequired,
+    InvalidState,
+    NotFound,
+    ServiceUnavailable,
+    TelemedError,
+)
+from server.settings import Settings
+from server.signalling.protocol import CloseCode, ConsultationState, ErrorCode, IceServerView, Role
+from server.turn import EndpointKind, TurnCredentialError, ice_policy_for, turn_credentials
+
+if TYPE_CHECKING:
+    from server.services import Services
+
+log = logging.getLogger("telemed.signalling")
+T = TypeVar("T")
+
+
+class Refusal(Exception):
+    """The hub refuses a request: a protocol error code, a message, maybe a close code."""
+
+    def __init__(self, code: ErrorCode, message: str, *, close: CloseCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.close = close
+
+
+@dataclass(frozen=True)
+class JoinGrant:
+    """A verified join token: who, in which consultation, as what."""
+
+    participant_id: str
+    consultation_id: str
+    role: Role
+    name: str
+    device_id: str | None
+    jti: str
+    expires_at: float
+
+    @property
+    def user_id(self) -> str | None:
+        """The host's user id (hosts only)."""
+        return self.participant_id.split(":", 1)[1] if self.role == "host" else None
+
+
+@dataclass(frozen=True)
+class ConsultationFacts:
+    """What the hub needs to know about a consultation."""
+
+    id: str
+    state: ConsultationState
+    patient_id: str
+    host_user_id: str
+
+
+@dataclass(frozen=True)
+class PostureGrant:
+    """A verified posture token: which device, until when."""
+
+    device_id: str
+    device_kind: str
+    jti: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One signalling event for the audit trail."""
+
+    action: str
+    outcome: Literal["success", "denied"]
+    actor_id: str | None
+    actor_role: str | None
+    consultation_id: str | None
+    patient_id: str | None = None
+    device_id: str | None = None
+    authority_jti: str | None = None
+    ip: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+class Consultations(Protocol):
+    """The consultation service as the hub uses it."""
+
+    async def verify_join_token(self, token: str) -> JoinGrant:
+        """Verify a join token (raise :class:`Refusal` 4401 when it is not good)."""
+        ...
+
+    async def lookup(self, consultation_id: str) -> ConsultationFacts:
+        """The consultation (raise :class:`Refusal` 4404 when there is none)."""
+        ...
+
+    async def host_present(self, consultation_id: str) -> ConsultationFacts:
+        """The host's socket is authenticated: scheduled → open."""
+        ...
+
+    async def start(self, consultation_id: str, by_user_id: str) -> ConsultationFacts:
+        """open → live (identity confirmed and consent recorded)."""
+        ...
+
+    async def end(self, consultation_id: str, by_user_id: str | None, reason: str) -> ConsultationFacts:
+        """→ ended."""
+        ...
+
+
+class PostureVerifier(Protocol):
+    """Checks a device's posture token and the proof that it holds the device key."""
+
+    async def verify(self, *, token: str, proof: str | None, url: str, nonce: str) -> PostureGrant:
+        """Verify (raise :class:`Refusal` ``posture_refused`` when it is not good)."""
+        ...
+
+
+class AuditSink(Protocol):
+    """Takes audit events without making the caller wait for the database."""
+
+    def record(self, event: AuditRecord) -> None:
+        """Queue one event."""
+        ...
+
+    async def start(self) -> None:
+        """Start writing."""
+        ...
+
+    async def close(self) -> None:
+        """Write what is queued, then stop."""
+        ...
+
+
+class IceProvider(Protocol):
+    """ICE servers (TURN credentials) and transport policy for one participant."""
+
+    def for_participant(
+        self, participant_id: str, role: Role
+    ) -> tuple[list[IceServerView], Literal["relay", "all"]]:
+        """The ``ice_servers`` and ``ice_policy`` of a ``welcome``."""
+        ...
+
+
+# --- adapters ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _audited_scope(engine: Engine) -> Iterator[Session]:
+    """Commit on success, and on a refusal too: services record their refusals as audit events."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+        except (AccessDenied, InvalidState, NotFound):
+            session.commit()
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        session.commit()
+
+
+def _facts(consultation: Consultation) -> ConsultationFacts:
+    return ConsultationFacts(
+        id=consultation.id,
+        state=consultation.state.value,
+        patient_id=consultation.patient_id,
+        host_user_id=consultation.host_user_id,
+    )
+
+
+def _refusal(exc: TelemedError) -> Refusal:
+    """The protocol's words for a server error (messages name states, never secrets)."""
+    if isinstance(exc, AuthenticationRequired):
+        return Refusal(ErrorCode.UNAUTHENTICATED, exc.detail, close=CloseCode.UNAUTHENTICATED)
+    if isinstance(exc, NotFound):
+        return Refusal(ErrorCode.CONSULTATION_NOT_FOUND, exc.detail, close=CloseCode.CONSULTATION_NOT_FOUND)
+    if isinstance(exc, InvalidState):
+        return Refusal(ErrorCode.INVALID_STATE, exc.detail)
+    if isinstance(exc, AccessDenied):
+        return Refusal(ErrorCode.FORBIDDEN, exc.detail, close=CloseCode.FORBIDDEN)
+    if isinstance(exc, ServiceUnavailable):
+        return Refusal(ErrorCode.SERVICE_UNAVAILABLE, exc.detail, close=CloseCode.TRY_AGAIN_LATER)
+    return Refusal(ErrorCode.INTERNAL_ERROR, "The server could not do that", close=CloseCode.INTERNAL_ERROR)
+
+
+class DbConsultations:
+    """:class:`Consultations` over ``server.consultations``, in worker threads."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def _run(self, work: Callable[[], T]) -> T:
+        try:
+            return await run_in_threadpool(work)
+        except TelemedError as exc:
+            raise _refusal(exc) from None
+
+    async def verify_join_token(self, token: str) -> JoinGrant:
+        def work() -> JoinGrant:
+            claims = verify_join_token(jwt=self._services.jwt, token=token)
+            return JoinGrant(
+                participant_id=claims.participant_id,
+                consultation_id=claims.consultation_id,
+                role=claims.role.value,
+                name=claims.name,
+                device_id=claims.device_id,
+                jti=claims.jti,
+                expires_at=claims.expires_at.timestamp(),
+            )
+
+        return await self._run(work)
+
+    def _with(
+        self, consultation_id: str, action: Callable[[Session, Consultation], Consultation]
+    ) -> ConsultationFacts:
+        with _audited_scope(self._services.engine) as session:
+            consultation = consultation_service.get_consultation(
+                session=session, consultation_id=consultation_id
+            )
+            return _facts(action(session, consultation))
+
+    async def lookup(self, consultation_id: str) -> ConsultationFacts:
+        return await self._run(lambda: self._with(consultation_id, lambda s, c: c))
+
+    async def host_present(self, consultation_id: str) -> ConsultationFacts:
+        return await self._run(
+            lambda: self._with(
+                consultation_id,
+                lambda s, c: consultation_service.mark_host_present(session=s, consultation=c),
+            )
+        )
+
+    async def start(self, consultation_id: str, by_user_id: str) -> ConsultationFacts:
+        return await self._run(
+            lambda: self._with(
+                consultation_id,
+                lambda s, c: consultation_service.start_consultation(
+                    session=s, consultation=c, by_user_id=by_user_id
+                ),
+            )
+        )
+
+    async def end(self, consultation_id: str, by_user_id: str | None, reason: str) -> ConsultationFacts:
+        return await self._run(
+            lambda: self._with(
+                consultation_id,
+                lambda s, c: consultation_service.end_consultation(
+                    session=s, consultation=c, by_user_id=by_user_id, reason=reason
+                ),
+            )
+        )
+
+
+class DevicePosture:
+    """:class:`PostureVerifier` over ``server.devices.posture.verify_posture`` (method ``WS``)."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def verify(self, *, token: str, proof: str | None, url: str, nonce: str) -> PostureGrant:
+        from server.devices.posture import verify_posture
+
+        def work() -> PostureGrant:
+            with Session(self._services.engine, expire_on_commit=False) as session:
+                context = verify_posture(
+                    services=self._services,
+                    session=session,
+                    token=token,
+                    proof=proof,
+                    method="WS",
+                    url=url,
+                    nonce=nonce,
+                )
+                session.commit()
+            return PostureGrant(
+                device_id=context.device_id,
+                device_kind=context.device_kind.value,
+                jti=context.jti,
+                expires_at=context.expires_at.timestamp(),
+            )
+
+        try:
+            return await run_in_threadpool(work)
+        except DevicePolicyError as exc:
+            # The library's code (posture_token_expired, key_binding_mismatch…) says what to fix.
+            raise Refusal(
+                ErrorCode.POSTURE_REFUSED, f"{exc.code}: {exc.detail}", close=CloseCode.FORBIDDEN
+            ) from None
+        except TelemedError as exc:
+            raise Refusal(
+                ErrorCode.POSTURE_REFUSED, f"{exc.code}: {exc.detail}", close=CloseCode.FORBIDDEN
+            ) from None
+
+
+class ThreadedAudit:
+    """:class:`AuditSink` that writes through ``server.audit.record_event``, in order, in a thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._queue: asyncio.Queue[AuditRecord | None] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._backlog: list[AuditRecord] = []
+
+    async def start(self) -> None:
+        if self._worker is None:
+            self._queue = asyncio.Queue()
+            for event in self._backlog:
+                self._queue.put_nowait(event)
+            self._backlog.clear()
+            self._worker = asyncio.create_task(self._write_forever(), name="signalling-audit")
+
+    def record(self, event: AuditRecord) -> None:
+        if self._queue is None:
+            self._backlog.append(event)
+        else:
+            self._queue.put_nowait(event)
+
+    async def close(self) -> None:
+        worker, queue = self._worker, self._queue
+        if worker is None or queue is None:
+            return
+        queue.put_nowait(None)
+        await worker
+        self._worker = self._queue = None
+
+    async def _write_forever(self) -> None:
+        assert self._queue is not None  # noqa: S101 - set by start()
+        while True:
+            event = await self._queue.get()
+            if event is None:
+                return
+            try:
+                await run_in_threadpool(self._write, event)
+            except Exception:
+                log.exception("could not record a signalling audit event", extra={"action": event.action})
+
+    def _write(self, event: AuditRecord) -> None:
+        with Session(self._engine, expire_on_commit=False) as session:
+            record_event(
+                session=session,
+                action=event.action,
+                outcome=event.outcome,
+                actor_id=event.actor_id,
+                actor_role=event.actor_role,
+                consultation_id=event.consultation_id,
+                patient_id=event.patient_id,
+                device_id=event.device_id,
+                authority_jti=event.authority_jti,
+                purpose_of_use="TREAT",
+                ip=event.ip,
+                detail=event.detail,
+            )
+            session.commit()
+
+
+_ENDPOINTS: dict[Role, EndpointKind] = {
+    "host": EndpointKind.PRISON_LAPTOP,
+    "room": EndpointKind.ROOM_ENDPOINT,
+    "specialist": EndpointKind.SPECIALIST_BROWSER,
+}
+
+
+@dataclass
+class TurnIce:
+    """:class:`IceProvider` from the settings: coturn ``use-auth-secret`` credentials per participant.
+
+    Without TURN configured (the loopback default) there is no relay to insist on, so
+    outside production the policy becomes ``all``; in production ``relay`` stands and a
+    prison endpoint fails loudly (``relay_unavailable``) rather than leak its address.
+    """
+
+    settings: Settings
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def for_participant(
+        self, participant_id: str, role: Role
+    ) -> tuple[list[IceServerView], Literal["relay", "all"]]:
+        policy = ice_policy_for(_ENDPOINTS[role])
+        secret = self.settings.turn_secret
+        if not self.settings.turn_urls or secret is None:
+            production = self.settings.environment.value == "production"
+            return [], policy if production else "all"
+        try:
+            creds = turn_credentials(
+                secret=secret.get_secret_value().encode(),
+                # coturn reads everything before the first ":" as the expiry.
+                participant_id=participant_id.replace(":", "."),
+                ttl=self.settings.turn_ttl,
+                now=self.clock(),
+                urls=list(self.settings.turn_urls),
+            )
+        except TurnCredentialError:
+            log.exception("cannot mint TURN credentials")
+            return [], policy
+        return [IceServerView(urls=creds.urls, username=creds.username, credential=creds.credential)], policy

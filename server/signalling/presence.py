@@ -1,0 +1,257 @@
+"""Who is in which consultation: one record per participant, shared by every server node.
+
+A consultation's presence is a hash of fields (Redis: one hash per consultation with a TTL):
+
+* ``p:<participant id>`` — a :class:`ParticipantRecord` (role, name, status, which node and
+  socket holds it, whether it is connected, the hash of its resume token);
+* ``c`` — the consultation state as the hub last saw it (``open``, ``live``, ``ended``);
+* ``_rev`` — a counter bumped by every write.
+
+Every write is a compare-and-set of one field (:meth:`Presence.cas`): it succeeds only if the
+field still holds what the writer read, so two nodes deciding at once (admit vs. deny, a
+resume on node B while node A expires the grace period) cannot both win. The stored value
+is ``"<rev>|<json>"``: the revision orders the change events that nodes broadcast, so a
+node applying events from several publishers never goes back to an older record.
+
+Nodes also register themselves (``node:<id>`` with a short TTL) so that records held by a
+node that died without closing its sockets can be found and timed out by the others.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal, Protocol, Self
+
+import redis.asyncio as aioredis
+
+from server.signalling.protocol import ParticipantView, Role
+
+RecordStatus = Literal["waiting", "admitted", "suspended", "denied"]
+PARTICIPANT_PREFIX = "p:"
+CONSULTATION_FIELD = "c"
+
+# Compare-and-set of one hash field. Returns {rev, ""} on success, {0, current} otherwise.
+_CAS_SCRIPT = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur == false then cur = '' end
+if cur ~= ARGV[2] then return {0, cur} end
+local rev = redis.call('HINCRBY', KEYS[1], '_rev', 1)
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], rev .. '|' .. ARGV[3])
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+return {rev, ''}
+"""
+
+
+@dataclass(frozen=True)
+class ParticipantRecord:
+    """One participant of one consultation, as every node sees it."""
+
+    id: str
+    role: Role
+    name: str
+    status: RecordStatus
+    device_id: str | None
+    node: str
+    conn: str
+    connected: bool
+    resume_hash: str
+    # When the status or connection last changed (wall clock, seconds): the grace period
+    # of a disconnected participant runs from here.
+    since: float
+    join_jti: str = ""
+
+    def to_json(self) -> str:
+        """The stored form (without the revision, which the store adds)."""
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        """Read a stored record."""
+        data: dict[str, Any] = json.loads(text)
+        return cls(**data)
+
+    def view(self) -> ParticipantView:
+        """What other participants may know."""
+        status = self.status if self.status != "denied" else "waiting"
+        return ParticipantView(
+            id=self.id, role=self.role, name=self.name, status=status, connected=self.connected
+        )
+
+    def evolve(self, **changes: Any) -> ParticipantRecord:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A field's raw stored value and what it decodes to."""
+
+    raw: str
+    rev: int
+    body: str
+
+    @classmethod
+    def parse(cls, raw: str) -> Stored:
+        """Split ``"<rev>|<json>"``."""
+        rev, _, body = raw.partition("|")
+        return cls(raw=raw, rev=int(rev), body=body)
+
+
+@dataclass(frozen=True)
+class CasResult:
+    """Outcome of a compare-and-set: the new revision, or what the field holds now."""
+
+    ok: bool
+    rev: int
+    current: str | None
+
+
+class Presence(Protocol):
+    """Consultation presence shared by the nodes (in memory for one process, Redis for many)."""
+
+    async def snapshot(self, consultation_id: str) -> dict[str, str]:
+        """Every field of a consultation's hash, raw."""
+        ...
+
+    async def cas(self, consultation_id: str, field: str, expected: str | None, new: str | None) -> CasResult:
+        """Set (or delete, ``new=None``) ``field`` if it still holds ``expected`` (None: absent)."""
+        ...
+
+    async def touch(self, consultation_ids: Iterable[str]) -> None:
+        """Keep these consultations' presence alive (reset the TTL)."""
+        ...
+
+    async def node_heartbeat(self, node: str) -> None:
+        """Say this node is alive for the next little while."""
+        ...
+
+    async def nodes_alive(self, nodes: Iterable[str]) -> set[str]:
+        """Which of ``nodes`` have sent a heartbeat recently."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached (readiness)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class InMemoryPresence:
+    """Presence for one process (the embedded default; also shared by hubs in one test)."""
+
+    def __init__(self, *, node_ttl_s: float = 15.0, clock: Any = time.monotonic) -> None:
+        self._rooms: dict[str, dict[str, str]] = {}
+        self._revs: dict[str, int] = {}
+        self._nodes: dict[str, float] = {}
+        self._node_ttl_s = node_ttl_s
+        self._clock = clock
+
+    async def snapshot(self, consultation_id: str) -> dict[str, str]:
+        return dict(self._rooms.get(consultation_id, {}))
+
+    async def cas(self, consultation_id: str, field: str, expected: str | None, new: str | None) -> CasResult:
+        room = self._rooms.setdefault(consultation_id, {})
+        current = room.get(field)
+        if current != expected:
+            return CasResult(ok=False, rev=0, current=current)
+        rev = self._revs.get(consultation_id, 0) + 1
+        self._revs[consultation_id] = rev
+        if new is None:
+            room.pop(field, None)
+        else:
+            room[field] = f"{rev}|{new}"
+        return CasResult(ok=True, rev=rev, current=None)
+
+    async def touch(self, consultation_ids: Iterable[str]) -> None:
+        return None
+
+    async def node_heartbeat(self, node: str) -> None:
+        self._nodes[node] = self._clock() + self._node_ttl_s
+
+    async def nodes_alive(self, nodes: Iterable[str]) -> set[str]:
+        now = self._clock()
+        return {n for n in nodes if self._nodes.get(n, 0.0) > now}
+
+    def forget_node(self, node: str) -> None:
+        """Drop a node's heartbeat (tests: a node that died)."""
+        self._nodes.pop(node, None)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisPresence:
+    """Presence in Redis: a hash per consultation (``<prefix>:room:<id>``) with a TTL."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str,
+        room_ttl_s: int = 3600,
+        node_ttl_s: int = 15,
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._room_ttl_s = room_ttl_s
+        self._node_ttl_s = node_ttl_s
+        self._cas = client.register_script(_CAS_SCRIPT)
+
+    def _key(self, consultation_id: str) -> str:
+        return f"{self._prefix}:room:{consultation_id}"
+
+    async def snapshot(self, consultation_id: str) -> dict[str, str]:
+        raw: dict[Any, Any] = await self._redis.hgetall(self._key(consultation_id))
+        return {_text(k): _text(v) for k, v in raw.items() if _text(k) != "_rev"}
+
+    async def cas(self, consultation_id: str, field: str, expected: str | None, new: str | None) -> CasResult:
+        result = await self._cas(
+            keys=[self._key(consultation_id)],
+            args=[field, expected or "", new or "", self._room_ttl_s],
+        )
+        rev, current = int(result[0]), result[1]
+        if rev:
+            return CasResult(ok=True, rev=rev, current=None)
+        text = current.decode() if isinstance(current, bytes) else str(current)
+        return CasResult(ok=False, rev=0, current=text or None)
+
+    async def touch(self, consultation_ids: Iterable[str]) -> None:
+        ids = list(consultation_ids)
+        if not ids:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.expire(self._key(cid), self._room_ttl_s)
+            await pipe.execute()
+
+    async def node_heartbeat(self, node: str) -> None:
+        await self._redis.set(f"{self._prefix}:node:{node}", b"1", ex=self._node_ttl_s)
+
+    async def nodes_alive(self, nodes: Iterable[str]) -> set[str]:
+        wanted = sorted(set(nodes))
+        if not wanted:
+            return set()
+        values = await self._redis.mget([f"{self._prefix}:node:{n}" for n in wanted])
+        return {n for n, v in zip(wanted, values, strict=True) if v is not None}
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def close(self) -> None:
+        return None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
