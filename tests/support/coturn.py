@@ -46,6 +46,8 @@ class CoturnServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     workdir: Path
+    min_port: int
+    max_port: int
 
     @property
     def url(self) -> str:
@@ -112,11 +114,7 @@ def stun_binding_ok(host: str, port: int, timeout: float = 0.3) -> bool:
     if len(data) < 20:
         return False
     message_type, _length, cookie = struct.unpack("!HHI", data[:8])
-    return (
-        message_type == STUN_BINDING_SUCCESS
-        and cookie == STUN_MAGIC_COOKIE
-        and data[8:20] == transaction
-    )
+    return message_type == STUN_BINDING_SUCCESS and cookie == STUN_MAGIC_COOKIE and data[8:20] == transaction
 
 
 def start_coturn(
@@ -173,21 +171,21 @@ def start_coturn(
         process=process,
         log_path=log_path,
         workdir=workdir,
+        min_port=min_port,
+        max_port=min_port + 199,
     )
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if not server.running():
             raise CoturnStartError(
-                f"turnserver exited with code {process.returncode} during startup; "
-                f"log:\n{server.logs()}"
+                f"turnserver exited with code {process.returncode} during startup; log:\n{server.logs()}"
             )
         if stun_binding_ok(host, port):
             return server
         time.sleep(0.1)
     stop_coturn(server)
     raise CoturnStartError(
-        f"turnserver did not answer STUN on {host}:{port} within {startup_timeout} s; "
-        f"log:\n{server.logs()}"
+        f"turnserver did not answer STUN on {host}:{port} within {startup_timeout} s; log:\n{server.logs()}"
     )
 
 
