@@ -8,15 +8,16 @@ nodes sharing Redis need. Both wait until ``/readyz`` answers 200 before returni
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
 import httpx
 import uvicorn
@@ -25,6 +26,8 @@ from fastapi import FastAPI
 from server.signalling.limits import WS_MAX_FRAME_BYTES
 from server.signalling.routes import SIGNALLING_PATH
 from tests.support.services import free_port
+
+T = TypeVar("T")
 
 
 class ServerStartError(RuntimeError):
@@ -65,7 +68,20 @@ class LiveServer:
             ws_ping_interval=None,
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"uvicorn-{self.port}", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}", daemon=True)
+
+    def _run(self) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            await self._server.serve()
+
+        asyncio.run(serve())
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the server's event loop (where its hub lives) and await the result."""
+        assert self._loop is not None, "the server is not running"
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
     @property
     def base_url(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -30,7 +31,7 @@ from server.app import create_app
 from server.consultations import invites, joining
 from server.consultations import service as consultations
 from server.consultations.models import Consultation
-from server.db import session_scope, utcnow
+from server.db import session_scope, upgrade_database, utcnow
 from server.devices.models import Device, DeviceKind
 from server.identity.models import Role
 from server.services import Services
@@ -342,6 +343,22 @@ def build_scene(services: Services, server: LiveServer) -> Scene:
 
 
 SceneFactory = Callable[..., Scene]
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, made once per session (migrations are tested elsewhere)."""
+    path = tmp_path_factory.mktemp("signalling-template") / "telemed.db"
+    upgrade_database(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def sqlite_url(migrated_template: Path, tmp_path: Path) -> str:
+    """A fresh copy of the migrated database for one test."""
+    path = tmp_path / "telemed.db"
+    shutil.copyfile(migrated_template, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture
