@@ -15,7 +15,13 @@ from device_policy.errors import DevicePolicyError
 from server.db import utcnow
 from server.deps import AdminUser, CompliantDevice, ServicesDep, SessionDep
 from server.devices import checks, enrolment
-from server.devices.attest import AttestationPassed, attest_device, load_active_device, rule_summary
+from server.devices.attest import (
+    MAX_REPORT_BYTES,
+    AttestationPassed,
+    attest_device,
+    load_active_device,
+    rule_summary,
+)
 from server.devices.challenges import issue_challenge
 from server.devices.models import CheckOutcome, DeviceCheck, DeviceCreate, DevicePublic, DeviceStatus
 from server.devices.policy import active_policy
@@ -32,6 +38,19 @@ from server.devices.suspension import suspend_in_calls
 from server.errors import PolicyFailed
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    # Stop reading just past the limit rather than buffer whatever an unauthenticated caller
+    # sends; attest_device refuses (and records) the oversized report.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)[: limit + 1]
 
 
 def _request_id(request: Request) -> str | None:
@@ -181,7 +200,7 @@ async def attest(
     device_id: str, request: Request, services: ServicesDep, session: SessionDep
 ) -> AttestResponse:
     """Submit a signed posture report; a compliant device gets a key-bound posture token."""
-    body = await request.body()
+    body = await _read_limited(request, MAX_REPORT_BYTES)
 
     def run() -> AttestationPassed:
         try:

@@ -252,6 +252,11 @@ def test_malformed_report_names_the_bad_fields(client: TestClient, services: Ser
     )
     assert "report.nonce" in body["fields"]
     _refused(client.post("/api/v1/devices/laptop-01/attest", content=b"not json"), 400, "malformed_report")
+    huge = _refused(
+        client.post("/api/v1/devices/laptop-01/attest", content=b"x" * 300_000), 400, "malformed_report"
+    )
+    assert "larger than" in huge["detail"]
+    assert {c["code"] for c in _checks(client, admin)} == {"malformed_report"}
 
 
 def test_sim_pin_off_fails_with_the_rule_its_actual_value_and_the_fix(
