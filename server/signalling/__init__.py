@@ -2,14 +2,20 @@
 
 Modules, one idea each:
 
-* ``protocol``   the versioned wire messages (pydantic discriminated unions), error and close codes
-* ``limits``     size, rate (token bucket) and error-budget limits per connection
-* ``presence``   who is in which consultation, in memory or in Redis (shared by every node)
-* ``bus``        messages between server processes: in-process, or Redis pub/sub
-* ``ports``      what the hub needs from consultations, posture and audit, and the real adapters
-* ``connection`` one participant's socket: reader, bounded writer, limits
-* ``hub``        the rules: join, admission, relay, resume, suspension, end
-* ``routes``     the ``/ws/v1/signalling`` endpoint
+* ``protocol``    the versioned wire messages (pydantic discriminated unions), error and close codes
+* ``limits``      size, rate (token bucket) and error-budget limits per connection
+* ``connection``  one participant's socket: reader, bounded writer, limits
+* ``presence``    who is in which consultation, in memory or in Redis (shared by every node)
+* ``bus``         messages between server processes: in-process, or Redis pub/sub
+* ``room``        one consultation as a node sees it (cached records, local sockets)
+* ``roster``      changing records and telling every socket, on every node
+* ``admission``   join / resume / replace, and the host's admit, deny, return, start, end
+* ``attestation`` posture at join and during the call; suspension
+* ``departure``   leave, dropped sockets and their grace period, dead nodes
+* ``hub``         one per process: the socket loop and the relay (the hot path)
+* ``ports``       what the hub needs from consultations, posture, audit and TURN; the adapters
+* ``factory``     builds the hub for the settings (in-process, or Redis)
+* ``routes``      the ``/ws/v1/signalling`` endpoint
 
 See docs/protocol.md for the wire protocol.
 """

@@ -67,6 +67,17 @@ class Connection:
         assert self.grant is not None  # noqa: S101 - the hub only asks after join
         return self.grant.participant_id
 
+    def stop_posture_timer(self) -> None:
+        """Forget the pending posture-lapse check (the socket is going, or a new posture came)."""
+        if self.posture_timer is not None:
+            self.posture_timer.cancel()
+            self.posture_timer = None
+
+    def detach(self) -> None:
+        """This socket no longer speaks for its participant (replaced, left, denied, ended)."""
+        self.detached = True
+        self.stop_posture_timer()
+
     def start(self) -> None:
         """Start the writer."""
         self._writer = asyncio.create_task(self._write_forever(), name=f"ws-writer-{self.id}")

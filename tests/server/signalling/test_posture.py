@@ -83,7 +83,7 @@ async def test_a_refused_posture_during_the_call_suspends(scene: Scene) -> None:
     stolen = scene.posture_fields(scene.laptop, token)
     refused = await room.request("posture", **stolen)
     assert (refused["type"], refused["code"]) == ("error", "posture_refused")
-    assert (await room.expect("suspended"))["reason"] == "posture_refused"
+    assert (await room.got("suspended"))["reason"] == "posture_refused"
     await host.expect("participant.suspended")
 
 

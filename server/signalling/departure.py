@@ -1,0 +1,154 @@
+"""Leaving: on purpose (``leave``), by a dropped socket and its grace period, or with a dead node.
+
+A dropped socket marks its participant disconnected and starts the resume grace period;
+a resume or a newer socket within it keeps the place. When it runs out the participant
+is removed and the others are told ``participant.left`` (reason ``timeout``). Every node
+that holds the room runs the timer, so the grace period ends even if the node that held
+the socket has gone; the compare-and-set lets exactly one of them remove the record.
+
+Nodes heartbeat in presence; :meth:`Departures.sweep` finds records held by a node whose
+heartbeat stopped (it died without closing its sockets) and treats them as dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from server.signalling.admission import Admission
+from server.signalling.connection import Connection
+from server.signalling.context import HubContext
+from server.signalling.presence import ParticipantRecord
+from server.signalling.protocol import Ack, CloseCode, Leave
+from server.signalling.room import Room
+from server.signalling.roster import UNCHANGED, Roster
+
+
+class Departures:
+    """Participants leaving, and the timers that decide they have."""
+
+    def __init__(self, ctx: HubContext, roster: Roster, admission: Admission) -> None:
+        self.ctx = ctx
+        self.roster = roster
+        self.admission = admission
+
+    async def leave(self, conn: Connection, room: Room, message: Leave) -> None:
+        """``leave``: gone now, no grace period."""
+        conn_id = conn.id
+
+        def mutate(current: ParticipantRecord | None) -> Any:
+            if current is None or current.conn != conn_id:
+                return UNCHANGED
+            return None
+
+        conn.detach()
+        change = await self.roster.update(room, conn.participant_id, mutate)
+        if message.id:
+            conn.send(Ack(ref=message.id).wire())
+        conn.close(CloseCode.NORMAL, "left")
+        if change is not None and change.old is not None:
+            await self.roster.announce(room, "left", change, reason="left")
+            self.ctx.record("signalling.left", room, actor=change.old, conn=conn, detail={"reason": "left"})
+            if change.old.role == "host":
+                await self.admission.host_gone(room)
+
+    async def socket_gone(self, conn: Connection) -> None:
+        """The socket closed: keep the place for the grace period (unless it was given up)."""
+        grant = conn.grant
+        if grant is None:
+            return
+        conn.stop_posture_timer()
+        room = self.roster.rooms.get(grant.consultation_id)
+        if room is None:
+            return
+        if room.local.get(grant.participant_id) is conn:
+            del room.local[grant.participant_id]
+        try:
+            if not conn.detached:
+                await self._disconnected(room, grant.participant_id, conn.id)
+        finally:
+            await self.roster.release(room)
+
+    async def _disconnected(self, room: Room, participant_id: str, conn_id: str) -> None:
+        def mutate(current: ParticipantRecord | None) -> Any:
+            if current is None or current.conn != conn_id or not current.connected:
+                return UNCHANGED
+            if current.status == "denied":
+                return UNCHANGED
+            return current.evolve(connected=False, since=time.time())
+
+        change = await self.roster.update(room, participant_id, mutate)
+        if change is None:
+            return
+        await self.roster.announce(room, "disconnected", change, reason=None)
+        self.start_grace(room, participant_id, conn_id)
+
+    def start_grace(self, room: Room, participant_id: str, conn_id: str, delay: float | None = None) -> None:
+        """Remove the participant when the grace period is over, unless it is back by then."""
+        if participant_id in room.grace_timers:
+            return
+        if delay is None:
+            delay = self.ctx.limits.resume_grace.total_seconds()
+        room.refs += 1
+        room.grace_timers[participant_id] = self.ctx.spawn_later(
+            delay, lambda: self._grace_over(room, participant_id, conn_id)
+        )
+
+    def stop_grace(self, room: Room, participant_id: str) -> None:
+        """It is back (here or on another node)."""
+        timer = room.grace_timers.pop(participant_id, None)
+        if timer is not None:
+            timer.cancel()
+            self.ctx.spawn(self.roster.release(room))
+
+    async def _grace_over(self, room: Room, participant_id: str, conn_id: str) -> None:
+        room.grace_timers.pop(participant_id, None)
+        try:
+            await self._expire(room, participant_id, conn_id)
+        finally:
+            await self.roster.release(room)
+
+    async def _expire(self, room: Room, participant_id: str, conn_id: str) -> None:
+        def mutate(current: ParticipantRecord | None) -> Any:
+            if current is None or current.conn != conn_id or current.connected or current.status == "denied":
+                return UNCHANGED
+            return None
+
+        change = await self.roster.update(room, participant_id, mutate)
+        if change is None or change.old is None:
+            return
+        await self.roster.announce(room, "left", change, reason="timeout")
+        self.ctx.record("signalling.left", room, actor=change.old, detail={"reason": "timeout"})
+        if change.old.role == "host":
+            await self.admission.host_gone(room)
+
+    def on_remote_change(
+        self, room: Room, event: str, old: ParticipantRecord | None, new: ParticipantRecord | None
+    ) -> None:
+        """Another node changed a record: time a disconnect out here too; stop when it is back."""
+        if new is None:
+            return
+        if event == "disconnected":
+            self.start_grace(room, new.id, new.conn)
+        elif new.connected:
+            self.stop_grace(room, new.id)
+
+    async def sweep(self) -> None:
+        """Heartbeat; keep rooms alive; treat records of dead nodes as dropped; finish grace periods."""
+        presence = self.ctx.presence
+        me = self.ctx.node_id
+        await presence.node_heartbeat(me)
+        rooms = list(self.roster.rooms.values())
+        await presence.touch(room.id for room in rooms)
+        held = {r.node for room in rooms for r in room.records.values() if r.connected and r.node != me}
+        alive = await presence.nodes_alive(held) if held else set()
+        grace = self.ctx.limits.resume_grace.total_seconds()
+        now = time.time()
+        for room in rooms:
+            for record in list(room.records.values()):
+                if record.status == "denied":
+                    continue
+                if record.connected and record.node != me and record.node not in alive:
+                    await self._disconnected(room, record.id, record.conn)
+                elif not record.connected and record.id not in room.grace_timers:
+                    self.start_grace(room, record.id, record.conn, delay=max(0.0, record.since + grace - now))
