@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from device_policy.errors import DevicePolicyError
+from server.consultations.routes import router as consultations_router
 from server.db import session_scope
 from server.devices.routes import router as devices_router
 from server.errors import install_error_handlers
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_middleware(RequestContextMiddleware, metrics=services.metrics)
     app.include_router(ops_router)
     app.include_router(identity_router)
+    app.include_router(consultations_router)
     app.include_router(devices_router)
     app.include_router(web_router)
     return app

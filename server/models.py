@@ -5,10 +5,21 @@ from __future__ import annotations
 from sqlmodel import SQLModel
 
 from records.models import Patient
+from server.consultations.models import Consultation, Invite
 from server.devices.models import Device
 from server.identity.models import RefreshToken, User
 from server.security.models import RevokedToken, SigningKey
 
 metadata = SQLModel.metadata
 
-__all__ = ["Device", "Patient", "RefreshToken", "RevokedToken", "SigningKey", "User", "metadata"]
+__all__ = [
+    "Consultation",
+    "Device",
+    "Invite",
+    "Patient",
+    "RefreshToken",
+    "RevokedToken",
+    "SigningKey",
+    "User",
+    "metadata",
+]

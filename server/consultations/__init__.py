@@ -1,0 +1,1 @@
+"""Consultations: booking, the state machine, specialist invites and join tokens."""
