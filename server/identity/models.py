@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -19,13 +20,17 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+USERNAME_PATTERN = re.compile(r"^[a-z0-9._@-]{3,64}$")
+
+
 def new_id() -> str:
     """A random, opaque identifier."""
     return uuid.uuid4().hex
 
 
 class UserBase(SQLModel):
-    username: str = Field(index=True, unique=True, min_length=3, max_length=64, regex=r"^[a-z0-9._@-]+$")
+    # Table models are not validated on construction: the service checks USERNAME_PATTERN.
+    username: str = Field(index=True, unique=True, min_length=3, max_length=64)
     display_name: str = Field(min_length=1, max_length=120)
     role: Role
     establishment: str | None = Field(default=None, max_length=120)

@@ -21,7 +21,7 @@ from server.errors import (
     RefreshTokenReused,
     ValidationFailed,
 )
-from server.identity.models import RefreshToken, Role, User, new_id
+from server.identity.models import USERNAME_PATTERN, RefreshToken, Role, User, new_id
 from server.security.jwt import JwtService
 from server.security.models import RevokedToken
 from server.security.passwords import (
@@ -78,6 +78,10 @@ def create_user(
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationFailed(f"Passwords must be at least {MIN_PASSWORD_LENGTH} characters")
     username = username.strip().lower()
+    if not USERNAME_PATTERN.fullmatch(username):
+        raise ValidationFailed("Usernames are 3-64 characters of a-z, 0-9 and . _ @ -")
+    if not display_name.strip() or len(display_name) > 120:
+        raise ValidationFailed("A display name of 1-120 characters is required")
     if session.exec(select(User).where(User.username == username)).first() is not None:
         raise AlreadyExists("A user with that username already exists")
     user = User.model_validate(

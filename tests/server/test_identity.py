@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
+from server.errors import ValidationFailed
 from server.identity.models import Role
 from server.services import Services
 from tests.server.factories import PASSWORD, add_user, bearer, login
@@ -145,3 +147,8 @@ def test_missing_and_malformed_bearer(client: TestClient) -> None:
     resp = client.get("/api/v1/me", headers=bearer("not-a-jwt"))
     assert resp.status_code == 401 and resp.json()["code"] == "invalid_token"
     assert resp.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_usernames_are_checked_by_the_service(services: Services) -> None:
+    with pytest.raises(ValidationFailed, match="Usernames"):
+        add_user(services, "Bad Name!")
