@@ -51,6 +51,7 @@
     selfVideo: $('self-video'),
     selfName: $('self-name'),
     selfState: $('self-state'),
+    micMeter: $('mic-meter'),
     mic: $('mic-button'),
     camera: $('camera-button'),
     leave: $('leave-button'),
@@ -201,6 +202,7 @@
     statsTimer: null,
     micOn: true,
     cameraOn: true,
+    meter: null,           // the microphone level meter: {context, timer}
   };
 
   // --- screens -------------------------------------------------------------------------
@@ -396,9 +398,45 @@
     for (const track of state.localStream.getVideoTracks()) track.enabled = state.cameraOn;
     el.selfVideo.srcObject = state.localStream;
     el.selfVideo.play().catch(() => { /* muted self-view: autoplay is allowed */ });
+    startMicMeter();
+  }
+
+  /** A level meter under the self-view, so people can see that their microphone hears them. */
+  function startMicMeter() {
+    stopMicMeter();
+    const AudioCtx = window.AudioContext || window.webkitAudioContext;
+    if (!AudioCtx || !state.localStream || state.localStream.getAudioTracks().length === 0) return;
+    const context = new AudioCtx();
+    const analyser = context.createAnalyser();
+    analyser.fftSize = 1024;
+    context.createMediaStreamSource(state.localStream).connect(analyser);
+    const samples = new Float32Array(analyser.fftSize);
+    const timer = setInterval(() => {
+      analyser.getFloatTimeDomainData(samples);
+      let sum = 0;
+      for (const x of samples) sum += x * x;
+      const rms = Math.sqrt(sum / samples.length);
+      el.micMeter.value = state.micOn ? Math.min(1, rms * 5) : 0;
+    }, 100);
+    state.meter = { context, timer };
+    if (context.state === 'suspended') {
+      // Some browsers start audio only after a click or key press.
+      const resume = () => context.resume().catch(() => {});
+      document.addEventListener('pointerdown', resume, { once: true });
+      document.addEventListener('keydown', resume, { once: true });
+    }
+  }
+
+  function stopMicMeter() {
+    if (!state.meter) return;
+    clearInterval(state.meter.timer);
+    state.meter.context.close().catch(() => {});
+    state.meter = null;
+    el.micMeter.value = 0;
   }
 
   function stopCamera() {
+    stopMicMeter();
     if (state.localStream) {
       for (const track of state.localStream.getTracks()) track.stop();
     }

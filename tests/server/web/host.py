@@ -110,10 +110,12 @@ class HostClient:
         pong = await self.control("ping")
         assert pong["type"] == "pong", pong
 
-    async def wait_for(self, predicate: Callable[[Message], bool], *, timeout: float = 20.0) -> Message:
-        """The first message (already received or still to come) that satisfies predicate."""
+    async def wait_for(
+        self, predicate: Callable[[Message], bool], *, since: int = 0, timeout: float = 20.0
+    ) -> Message:
+        """The first message from index ``since`` on (received or still to come) that satisfies predicate."""
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = since
         while True:
             for message in self.messages[seen:]:
                 if predicate(message):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import av
 import pytest
-from playwright.async_api import Page, WebSocket, expect
+from playwright.async_api import Browser, Page, expect
 
+from clinic_client.call import Call
 from tests.server.web.conftest import (
     HOST_NAME,
     PATIENT_NAME,
@@ -19,57 +20,78 @@ from tests.server.web.conftest import (
     LiveServer,
 )
 from tests.server.web.host import HostClient
-from tests.support.browser import watched_page
+from tests.server.web.pages import (
+    RTC_PROBE,
+    WAIT_MS,
+    Frames,
+    remote_video_playing,
+    rtc_probe,
+    screen,
+    tile_selector,
+    wait_for_screen,
+)
+from tests.support.browser import PageWatch, watched_page
 from tests.support.loopback import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-WAIT_MS = 20_000
+
+def luminance(frame: av.VideoFrame) -> float:
+    """Mean brightness of a frame, 0 (black) to 255; Chromium's green fake camera is about 80."""
+    rgb = frame.reformat(format="rgb24")
+    plane = rgb.planes[0]
+    data = bytes(plane)
+    total = 0
+    for y in range(rgb.height):
+        row = data[y * plane.line_size : y * plane.line_size + rgb.width * 3]
+        total += 299 * sum(row[0::3]) + 587 * sum(row[1::3]) + 114 * sum(row[2::3])
+    return total / 1000 / (rgb.width * rgb.height)
 
 
-class Frames:
-    """Every signalling frame the page received, as JSON (the page's own socket, unchanged)."""
-
-    def __init__(self, page: Page) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.sent: list[dict[str, Any]] = []
-        page.on("websocket", self._on_socket)
-
-    def _on_socket(self, ws: WebSocket) -> None:
-        ws.on("framereceived", lambda payload: self.received.append(json.loads(payload)))
-        ws.on("framesent", lambda payload: self.sent.append(json.loads(payload)))
-
-    def types(self) -> list[str]:
-        return [m["type"] for m in self.received]
+def brightness(call: Call, participant_id: str) -> float:
+    """Brightness of the latest frame the host decoded from a participant (-1 before the first)."""
+    frame = call.latest_frame(participant_id, "video")
+    return luminance(frame) if isinstance(frame, av.VideoFrame) else -1.0
 
 
-async def screen(page: Page) -> str | None:
-    value = await page.evaluate("document.body.dataset.screen")
-    return None if value is None else str(value)
-
-
-async def wait_for_screen(page: Page, name: str) -> None:
-    await page.wait_for_function("name => document.body.dataset.screen === name", arg=name, timeout=WAIT_MS)
-
-
-async def remote_video_playing(page: Page, participant_id: str) -> None:
-    """The participant's <video> shows a real picture whose time moves on."""
-    selector = f'figure[data-participant="{participant_id}"] video'
-    await page.wait_for_function(
-        "sel => { const v = document.querySelector(sel); return v && v.videoWidth > 0 && v.currentTime > 0 }",
-        arg=selector,
-        timeout=WAIT_MS,
+async def frames_flowing(call: Call, participant_id: str) -> None:
+    """The host keeps decoding new video frames (and some audio) from the browser."""
+    await eventually(
+        lambda: call.received_frames(participant_id).video > 0,
+        timeout=20,
+        message="the host decoded no video from the browser",
     )
-    before = await page.eval_on_selector(selector, "v => v.currentTime")
-    await page.wait_for_function(
-        "([sel, t]) => document.querySelector(sel).currentTime > t + 0.5",
-        arg=[selector, before],
-        timeout=WAIT_MS,
+    seen = call.received_frames(participant_id)
+    await eventually(
+        lambda: call.received_frames(participant_id).video > seen.video + 5,
+        timeout=20,
+        message="the browser's video stopped reaching the host",
     )
+    assert call.received_frames(participant_id).audio > 0
+
+
+@asynccontextmanager
+async def admitted_call(
+    live: LiveServer, booking: Booking, browser: Browser
+) -> AsyncIterator[tuple[HostClient, Call, Page, PageWatch, Frames]]:
+    """Host online, specialist's page in the waiting room, admitted, media connected."""
+    host_client = HostClient(live.ws_url, booking.host_join_token)
+    async with host_client as host, watched_page(browser) as (page, watch):
+        assert host.call is not None
+        frames = Frames(page)
+        await page.goto(booking.invite_link)
+        await host.wait_for(host.event("participant.joined", booking.specialist_id))
+        await wait_for_screen(page, "waiting")
+        assert (await host.admit(booking.specialist_id))["type"] == "ack"
+        await host.call.connect_to(booking.specialist_id)
+        await wait_for_screen(page, "call")
+        await remote_video_playing(page, host.participant_id)
+        await host.call.wait_for_state(booking.specialist_id, "connected", timeout=20)
+        yield host, host.call, page, watch, frames
 
 
 async def test_specialist_waits_is_admitted_and_media_flows_both_ways(
-    live_server: LiveServer, booking: Booking, chromium: Any, tmp_path: Path
+    live_server: LiveServer, booking: Booking, chromium: Browser, tmp_path: Path
 ) -> None:
     specialist = booking.specialist_id
     async with HostClient(live_server.ws_url, booking.host_join_token) as host:
@@ -85,7 +107,7 @@ async def test_specialist_waits_is_admitted_and_media_flows_both_ways(
             await expect(page.locator("#detail-name")).to_have_text(SPECIALIST_NAME)
             await expect(page.locator("#detail-host")).to_have_text(HOST_NAME)
             assert page.url == f"{live_server.url}/join"
-            assert frames.sent[0]["type"] == "hello"
+            assert [m["type"] for m in frames.sent][:1] == ["hello"]
 
             # Nobody is auto-admitted: the host sees them waiting, and after a round trip
             # through the hub the page is still waiting and was never told it was admitted.
@@ -95,6 +117,9 @@ async def test_specialist_waits_is_admitted_and_media_flows_both_ways(
             await host.round_trip()
             assert await screen(page) == "waiting"
             assert "admitted" not in frames.types()
+            # The microphone meter moves with Chromium's fake microphone (it beeps).
+            meter_moves = "() => document.getElementById('mic-meter').value > 0"
+            await page.wait_for_function(meter_moves, timeout=WAIT_MS)
             await page.screenshot(path=str(tmp_path / "waiting-room.png"), full_page=True)
 
             ack = await host.admit(specialist)
@@ -104,33 +129,25 @@ async def test_specialist_waits_is_admitted_and_media_flows_both_ways(
             await call.connect_to(specialist)
 
             await wait_for_screen(page, "call")
-            tile = page.locator(f'figure[data-participant="{host.participant_id}"]')
+            await expect(page.get_by_role("heading", name="Consultation in progress")).to_be_visible()
+            tile = page.locator(tile_selector(host.participant_id))
             await expect(tile.locator(".name")).to_have_text(HOST_NAME)
-            await expect(page.get_by_role("button", name="Leave consultation")).to_be_visible()
+            await expect(page.locator("#status")).to_have_text(
+                "The clinician has let you in. You are now in the consultation."
+            )
 
             # Browser side: the host's synthetic video plays and keeps playing.
             await remote_video_playing(page, host.participant_id)
-
-            # aiortc side: video and audio frames decoded from Chromium's fake camera and microphone.
+            # aiortc side: frames decoded from Chromium's fake camera and microphone.
             await call.wait_for_state(specialist, "connected", timeout=20)
-            await eventually(
-                lambda: call.received_frames(specialist).video > 5,
-                timeout=20,
-                message="the host decoded no video from the browser",
-            )
-            seen = call.received_frames(specialist)
-            await eventually(
-                lambda: call.received_frames(specialist).video > seen.video + 5,
-                timeout=20,
-                message="the browser's video stopped",
-            )
-            assert call.received_frames(specialist).audio > 0
+            await frames_flowing(call, specialist)
             frame = call.latest_frame(specialist, "video")
             assert isinstance(frame, av.VideoFrame) and frame.width > 0 and frame.height > 0
 
-            # Connection quality from getStats.
+            # Connection quality from getStats, in words.
             await expect(tile.locator(".quality")).to_contain_text("Good connection", timeout=WAIT_MS)
             await expect(tile.locator(".quality")).to_contain_text("% lost")
+            await expect(tile.locator(".quality")).to_contain_text(" ms")
             await page.screenshot(path=str(tmp_path / "in-call.png"), full_page=True)
 
             # The specialist never sees anything about the patient.
@@ -138,4 +155,140 @@ async def test_specialist_waits_is_admitted_and_media_flows_both_ways(
             assert PATIENT_NAME not in text
             assert PRISON_NUMBER not in text
             assert not host.errors
+            watch.assert_clean()
+
+
+async def test_controls_work_from_the_keyboard_and_reach_the_clinician(
+    live_server: LiveServer, booking: Booking, chromium: Browser
+) -> None:
+    specialist = booking.specialist_id
+    async with admitted_call(live_server, booking, chromium) as (host, call, page, watch, _):
+        await eventually(
+            lambda: brightness(call, specialist) > 45,
+            timeout=20,
+            message=lambda: f"the host does not see the camera (brightness {brightness(call, specialist)})",
+        )
+        # Focus starts on the heading; Tab reaches the three buttons in order.
+        order = []
+        for _ in range(3):
+            await page.keyboard.press("Tab")
+            order.append(await page.evaluate("document.activeElement.id"))
+        assert order == ["mic-button", "camera-button", "leave-button"]
+
+        await page.keyboard.press("Shift+Tab")  # back to the camera button
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("button", name="Turn camera on")).to_be_focused()
+        await expect(page.locator("#self-state")).to_have_text("Camera off")
+        await expect(page.locator("#status")).to_have_text("Your camera is off. Others cannot see you.")
+        # What the clinician sees: black frames instead of the camera.
+        await eventually(
+            lambda: brightness(call, specialist) < 30,
+            timeout=20,
+            message=lambda: f"the host still sees the camera (brightness {brightness(call, specialist)})",
+        )
+
+        await page.keyboard.press("Shift+Tab")
+        await page.keyboard.press("Space")
+        await expect(page.get_by_role("button", name="Unmute microphone")).to_be_focused()
+        await expect(page.locator("#self-state")).to_have_text("Microphone off · Camera off")
+        assert await page.evaluate(
+            "document.getElementById('self-video').srcObject.getAudioTracks().every(t => !t.enabled)"
+        )
+        await page.wait_for_function("() => document.getElementById('mic-meter').value === 0")
+
+        await page.keyboard.press("Enter")
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#self-state")).to_have_text("")
+        await eventually(
+            lambda: brightness(call, specialist) > 45,
+            timeout=20,
+            message=lambda: f"the camera did not come back (brightness {brightness(call, specialist)})",
+        )
+        assert not host.errors
+        watch.assert_clean()
+
+
+async def test_leaving_ends_the_call_for_the_clinician_and_rejoining_waits_again(
+    live_server: LiveServer, booking: Booking, chromium: Browser
+) -> None:
+    specialist = booking.specialist_id
+    async with admitted_call(live_server, booking, chromium) as (host, call, page, watch, frames):
+        await page.get_by_role("button", name="Leave consultation").click()
+
+        await wait_for_screen(page, "message", message="left")
+        await expect(page.get_by_role("heading", name="You have left the consultation")).to_be_visible()
+        left = await host.wait_for(host.event("participant.left", specialist))
+        assert left["reason"] == "left"
+        assert [m["type"] for m in frames.sent].count("leave") == 1
+        # Camera and microphone released.
+        assert await page.evaluate("document.getElementById('self-video').srcObject") is None
+
+        # Rejoining (the invite was spent; the page kept its join token) lands in the waiting room.
+        mark = len(host.messages)
+        await page.get_by_role("button", name="Rejoin").click()
+        await wait_for_screen(page, "waiting")
+        joined = await host.wait_for(host.event("participant.joined", specialist), since=mark)
+        assert joined["participant"]["status"] == "waiting"
+        assert "resume_token" not in frames.hellos()[-1]
+        assert not host.errors
+        watch.assert_clean()
+
+
+async def test_a_dropped_connection_resumes_and_the_call_carries_on(
+    live_server: LiveServer, booking: Booking, chromium: Browser
+) -> None:
+    specialist = booking.specialist_id
+    async with admitted_call(live_server, booking, chromium) as (host, call, page, watch, frames):
+        assert live_server.proxy.cut() >= 1  # the page's socket, as if the network dropped
+
+        await host.wait_for(host.event("participant.disconnected", specialist))
+        resumed = await host.wait_for(host.event("participant.resumed", specialist))
+        assert resumed["participant"]["status"] == "admitted"
+        await expect(page.locator("#status")).to_have_text("You are connected again.", timeout=WAIT_MS)
+
+        hellos = frames.hellos()
+        assert len(hellos) == 2
+        assert hellos[1]["resume_token"] == frames.welcomes()[0]["resume_token"]
+        assert frames.welcomes()[-1]["resumed"] is True
+        assert frames.welcomes()[-1]["status"] == "admitted"
+        assert await screen(page) == "call"
+
+        # Media went on both ways.
+        await remote_video_playing(page, host.participant_id)
+        await frames_flowing(call, specialist)
+        assert not host.errors
+        # The dropped socket is the one thing Chromium may log.
+        watch.assert_clean(allow=("WebSocket connection",))
+
+
+async def test_a_denied_specialist_is_told_and_never_gets_an_offer(
+    live_server: LiveServer, booking: Booking, chromium: Browser
+) -> None:
+    specialist = booking.specialist_id
+    async with HostClient(live_server.ws_url, booking.host_join_token) as host:
+        async with watched_page(chromium) as (page, watch):
+            await page.add_init_script(RTC_PROBE)
+            frames = Frames(page)
+            await page.goto(booking.invite_link)
+            await host.wait_for(host.event("participant.joined", specialist))
+            await wait_for_screen(page, "waiting")
+
+            # The hub refuses to relay an offer to someone still waiting…
+            refused = await host.control(
+                "offer", to=specialist, sdp="v=0\r\n", connection_id="probe-connection-1"
+            )
+            assert refused["type"] == "error" and refused["code"] == "not_admitted"
+            # …and the host turns them away.
+            assert (await host.deny(specialist, reason="Wrong clinic today"))["type"] == "ack"
+
+            await wait_for_screen(page, "message", message="denied")
+            await expect(page.get_by_role("heading", name="The clinician did not let you in")).to_be_visible()
+            await expect(page.locator("#message-hint")).to_contain_text("Wrong clinic today")
+            await expect(page.locator("#message-action")).to_be_hidden()
+
+            assert not {"offer", "answer", "ice", "admitted"} & set(frames.types())
+            assert await rtc_probe(page) == {"peerConnections": 0, "remoteDescriptions": 0}
+            # Camera and microphone released.
+            assert await page.evaluate("document.getElementById('self-video').srcObject") is None
             watch.assert_clean()
