@@ -120,6 +120,10 @@ class Presence(Protocol):
         """Every field of a consultation's hash, raw."""
         ...
 
+    async def get(self, consultation_id: str, field: str) -> str | None:
+        """One field, raw (None when absent)."""
+        ...
+
     async def cas(self, consultation_id: str, field: str, expected: str | None, new: str | None) -> CasResult:
         """Set (or delete, ``new=None``) ``field`` if it still holds ``expected`` (None: absent)."""
         ...
@@ -157,6 +161,9 @@ class InMemoryPresence:
 
     async def snapshot(self, consultation_id: str) -> dict[str, str]:
         return dict(self._rooms.get(consultation_id, {}))
+
+    async def get(self, consultation_id: str, field: str) -> str | None:
+        return self._rooms.get(consultation_id, {}).get(field)
 
     async def cas(self, consultation_id: str, field: str, expected: str | None, new: str | None) -> CasResult:
         room = self._rooms.setdefault(consultation_id, {})
@@ -215,6 +222,10 @@ class RedisPresence:
     async def snapshot(self, consultation_id: str) -> dict[str, str]:
         raw: dict[Any, Any] = await self._redis.hgetall(self._key(consultation_id))
         return {_text(k): _text(v) for k, v in raw.items() if _text(k) != "_rev"}
+
+    async def get(self, consultation_id: str, field: str) -> str | None:
+        value: Any = await self._redis.hget(self._key(consultation_id), field)
+        return _text(value) if value is not None else None
 
     async def cas(self, consultation_id: str, field: str, expected: str | None, new: str | None) -> CasResult:
         result = await self._cas(

@@ -135,9 +135,21 @@ class Roster:
         """
         name = PARTICIPANT_PREFIX + participant_id
         expected = room.raw.get(name)
+        checked = False
         for _ in range(16):
             current = ParticipantRecord.from_json(Stored.parse(expected).body) if expected else None
-            new = mutate(current)
+            try:
+                new = mutate(current)
+            except Refusal:
+                # The cache may lag behind another node's change: refuse on the stored record only.
+                if checked:
+                    raise
+                checked = True
+                stored = await self.ctx.presence.get(room.id, name)
+                if stored == expected:
+                    raise
+                expected = self._refresh(room, name, stored)
+                continue
             if new is UNCHANGED:
                 return None
             body = new.to_json() if new is not None else None
@@ -145,12 +157,17 @@ class Roster:
             if result.ok:
                 room.apply(name, f"{result.rev}|{body}" if body is not None else None, result.rev)
                 return Change(old=current, new=new, rev=result.rev)
-            expected = result.current
-            if expected is None:
-                room.forget(name)
-            else:
-                room.apply(name, expected, Stored.parse(expected).rev)
+            expected = self._refresh(room, name, result.current)
+            checked = True
         raise Refusal(ErrorCode.SERVICE_UNAVAILABLE, "Presence is busy; try again")
+
+    @staticmethod
+    def _refresh(room: Room, name: str, stored: str | None) -> str | None:
+        if stored is None:
+            room.forget(name)
+        else:
+            room.apply(name, stored, Stored.parse(stored).rev)
+        return stored
 
     async def set_state(self, room: Room, state: str, *, reason: str | None) -> None:
         """Record the consultation's new state and tell everyone (``live``, ``ended``)."""

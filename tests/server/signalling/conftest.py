@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jose import jwt as jose_jwt
 from websockets.asyncio.client import ClientConnection, connect
@@ -40,6 +44,7 @@ from tests.conftest import make_settings
 from tests.server.consultations.audit_trail import AuditTrail
 from tests.server.factories import add_user
 from tests.support.live_server import LiveServer
+from tests.support.services import port_open, service_missing
 
 ESTABLISHMENT = "HMP Example"
 TIMEOUT = 10.0
@@ -152,6 +157,8 @@ class Scene:
     laptop: Enrolled
     consultation_id: str
     peers: list[Peer] = field(default_factory=list)
+    nodes: list[LiveServer] = field(default_factory=list)
+    node_services: list[Services] = field(default_factory=list)
 
     # --- bookings and tokens ----------------------------------------------------------
 
@@ -218,23 +225,23 @@ class Scene:
             ttl=ttl,
         )
 
-    def proof(self, device: Enrolled, posture_token: str, join_token: str) -> str:
+    def proof(self, device: Enrolled, posture_token: str, join_token: str, node: int = 0) -> str:
         """The request proof a device signs for the signalling socket (nonce: the join token's jti)."""
         return sign_request_proof(
             device.key,
             method="WS",
-            url=self.server.ws_url,
+            url=self.nodes[node].ws_url,
             token_jti=jose_jwt.get_unverified_claims(posture_token)["jti"],
             iat=utcnow(),
             nonce=jose_jwt.get_unverified_claims(join_token)["jti"],
         )
 
     def posture_fields(
-        self, device: Enrolled, join_token: str, ttl: timedelta = timedelta(minutes=5)
+        self, device: Enrolled, join_token: str, ttl: timedelta = timedelta(minutes=5), node: int = 0
     ) -> dict[str, str]:
-        """``posture_token`` and ``posture_proof`` for a hello or a posture message."""
+        """``posture_token`` and ``posture_proof`` for a hello or a posture message (to ``node``)."""
         token = self.posture_token(device, ttl)
-        return {"posture_token": token, "posture_proof": self.proof(device, token, join_token)}
+        return {"posture_token": token, "posture_proof": self.proof(device, token, join_token, node)}
 
     def prepare_start(self, consultation_id: str | None = None) -> None:
         """The host confirms identity and records consent (REST in real life)."""
@@ -258,29 +265,29 @@ class Scene:
 
     # --- sockets ----------------------------------------------------------------------
 
-    async def connect(self) -> Peer:
-        """Open a socket (no hello yet)."""
-        peer = Peer(await connect(self.server.ws_url, max_size=None, open_timeout=TIMEOUT))
+    async def connect(self, node: int = 0) -> Peer:
+        """Open a socket (no hello yet) to one of the nodes."""
+        peer = Peer(await connect(self.nodes[node].ws_url, max_size=None, open_timeout=TIMEOUT))
         self.peers.append(peer)
         return peer
 
-    async def join(self, join_token: str, **hello: Any) -> Peer:
+    async def join(self, join_token: str, *, node: int = 0, **hello: Any) -> Peer:
         """Open a socket and say hello; returns once welcomed."""
-        peer = await self.connect()
+        peer = await self.connect(node)
         await peer.send(type="hello", join_token=join_token, **hello)
         peer.welcome = await peer.expect("welcome")
         return peer
 
-    async def join_host(self, consultation_id: str | None = None) -> Peer:
-        return await self.join(self.host_token(consultation_id))
+    async def join_host(self, consultation_id: str | None = None, *, node: int = 0) -> Peer:
+        return await self.join(self.host_token(consultation_id), node=node)
 
-    async def join_room(self, device: Enrolled | None = None, **hello: Any) -> Peer:
+    async def join_room(self, device: Enrolled | None = None, *, node: int = 0, **hello: Any) -> Peer:
         device = device or self.room
         token = self.room_token(device)
-        return await self.join(token, **{**self.posture_fields(device, token), **hello})
+        return await self.join(token, node=node, **{**self.posture_fields(device, token, node=node), **hello})
 
-    async def join_specialist(self, consultation_id: str | None = None) -> Peer:
-        return await self.join(self.specialist_token(consultation_id))
+    async def join_specialist(self, consultation_id: str | None = None, *, node: int = 0) -> Peer:
+        return await self.join(self.specialist_token(consultation_id), node=node)
 
     async def admitted(self, host: Peer, peer: Peer) -> None:
         """The host admits ``peer``; wait until it knows."""
@@ -326,6 +333,12 @@ def add_patient(services: Services) -> str:
 
 def build_scene(services: Services, server: LiveServer) -> Scene:
     """Users, patient, devices and one consultation (host + room + specialist) starting now."""
+    return build_scene_on([services], [server])
+
+
+def build_scene_on(services_list: list[Services], servers: list[LiveServer]) -> Scene:
+    """The scene on several nodes sharing one database (and Redis, when configured)."""
+    services, server = services_list[0], servers[0]
     host_user_id = add_user(services, "doctor", role=Role.CLINICIAN, display_name="Dr Host")
     other = add_user(services, "nurse", role=Role.CLINICIAN, display_name="Nurse Other")
     scene = Scene(
@@ -337,6 +350,8 @@ def build_scene(services: Services, server: LiveServer) -> Scene:
         room=enrol_device(services, "room-01", DeviceKind.ROOM_ENDPOINT),
         laptop=enrol_device(services, "laptop-01", DeviceKind.PRISON_LAPTOP),
         consultation_id="",
+        nodes=list(servers),
+        node_services=list(services_list),
     )
     scene.consultation_id = scene.book(room=scene.room)
     return scene
@@ -367,14 +382,19 @@ async def make_scene(sqlite_url: str, tmp_path: Path) -> AsyncIterator[SceneFact
     started: list[tuple[LiveServer, Services]] = []
     scenes: list[Scene] = []
 
-    def factory(**overrides: Any) -> Scene:
+    def factory(nodes: int = 1, **overrides: Any) -> Scene:
         values: dict[str, Any] = {"signalling_hello_timeout": timedelta(seconds=1), "jwt_leeway_s": 0}
         values.update(overrides)
-        settings: Settings = make_settings(sqlite_url, tmp_path / f"data{len(started)}", **values)
-        services = Services.build(settings)
-        server = LiveServer(create_app(settings, services=services)).start()
-        started.append((server, services))
-        built = build_scene(services, server)
+        settings: Settings = make_settings(sqlite_url, tmp_path / "data", **values)
+        built_services: list[Services] = []
+        servers: list[LiveServer] = []
+        for _ in range(nodes):
+            services = Services.build(settings)
+            server = LiveServer(create_app(settings, services=services)).start()
+            started.append((server, services))
+            built_services.append(services)
+            servers.append(server)
+        built = build_scene_on(built_services, servers)
         scenes.append(built)
         return built
 
@@ -407,3 +427,23 @@ async def audited(
             if all(e in actions for e in expected):
                 return actions
             await asyncio.sleep(0.02)
+
+
+REDIS_URL = os.environ.get("TELEMED_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_overrides() -> Iterator[dict[str, Any]]:
+    """Settings for the real Redis, with a key and channel prefix of this test's own (removed after)."""
+    parsed = urlsplit(REDIS_URL)
+    if not port_open(parsed.hostname or "127.0.0.1", parsed.port or 6379):
+        service_missing(f"Redis at {parsed.hostname}:{parsed.port}")
+    prefix = f"telemed-test-{secrets.token_hex(6)}"
+    yield {"redis_url": REDIS_URL, "redis_prefix": prefix}
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
