@@ -18,6 +18,7 @@ from server.ops.routes import router as ops_router
 from server.security.keys import ensure_signing_key
 from server.services import Services
 from server.settings import Settings
+from server.signalling.routes import router as signalling_router
 from server.web.routes import router as web_router
 
 
@@ -52,5 +53,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(identity_router)
     app.include_router(consultations_router)
     app.include_router(devices_router)
+    app.include_router(signalling_router)
     app.include_router(web_router)
     return app

@@ -17,6 +17,7 @@ from server.identity import service as identity
 from server.identity.models import Role
 from server.security.keys import ensure_signing_key, rotate_signing_key
 from server.settings import Settings
+from server.signalling.limits import WS_MAX_FRAME_BYTES
 
 cli = typer.Typer(help="telemed: video consultations for prison healthcare.", no_args_is_help=True)
 user_cli = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
@@ -73,7 +74,7 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,
-        ws_max_size=65536,
+        ws_max_size=WS_MAX_FRAME_BYTES,  # above the hub's own limit: it answers, uvicorn closes
     )
 
 

@@ -19,6 +19,8 @@ from server.ops.metrics import Metrics
 from server.security.jwt import JwtService
 from server.security.keys import KeyRing
 from server.settings import Settings
+from server.signalling.factory import build_hub
+from server.signalling.hub import Hub
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Services:
     login_policy: LoginPolicy
     extras: dict[str, Any] = field(default_factory=dict)
     proof_replay: ProofReplayCache = field(default_factory=ProofReplayCache)
+    hub: Hub | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, engine: Engine | None = None) -> Services:
@@ -40,7 +43,7 @@ class Services:
         engine = engine or make_engine(settings.resolved_database_url)
         secret = settings.secret_key.get_secret_value().encode()
         keys = KeyRing(engine=engine, secret=secret)
-        return cls(
+        services = cls(
             settings=settings,
             engine=engine,
             keys=keys,
@@ -53,3 +56,5 @@ class Services:
                 lockout_duration=settings.lockout_duration,
             ),
         )
+        services.hub = build_hub(services)
+        return services

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     turn_urls: list[str] = Field(default_factory=list)
     turn_secret: SecretStr | None = None
     turn_ttl: timedelta = timedelta(hours=1)
+    signalling_hello_timeout: timedelta = Field(default=timedelta(seconds=5), gt=timedelta(0))
+    signalling_resume_grace: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(0))
+    signalling_max_message_bytes: int = Field(default=65536, ge=1024, le=131072)
+    signalling_rate_per_s: float = Field(default=50.0, gt=0)
+    signalling_burst: int = Field(default=200, ge=1)
+    redis_prefix: str = Field(default="telemed", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     log_level: str = "INFO"
     log_json: bool = True
