@@ -21,7 +21,9 @@ from clinic_client.call import (
     ToneAudioTrack,
     UnknownParticipant,
     audio_level,
+    open_media,
     read_frame_marker,
+    synthetic_media,
 )
 from clinic_client.call.fanout import FrameFanout
 from clinic_client.call.ice import keep_only_relay_candidates, parse_remote_candidate
@@ -231,3 +233,24 @@ async def test_fanout_keeps_timestamps_continuous_across_sources() -> None:
         fanout.publish(_video_frame(pts), generation="second-connection")
     seen = [(await consumer.recv()).pts for _ in range(4)]
     assert seen == [0, 3000, 6000, 9000]
+
+
+@pytest.mark.slow
+async def test_a_recorded_file_plays_back_as_a_media_source(tmp_path: Path) -> None:
+    path = tmp_path / "greeting.mkv"
+    source = synthetic_media(source_tag=4, fps=30)
+    recorder = MediaFileRecorder(path, audio=source.audio, video=source.video)
+    await recorder.start()
+    await asyncio.sleep(1.0)
+    await recorder.stop()  # also stops the synthetic tracks
+
+    played = open_media(path)
+    try:
+        assert played.video is not None and played.audio is not None
+        frames = [await asyncio.wait_for(played.video.recv(), timeout=5) for _ in range(5)]
+        markers = [read_frame_marker(f) for f in frames if isinstance(f, av.VideoFrame)]
+        counters = [m.counter for m in markers if m is not None and m.source_tag == 4]
+        assert len(counters) == 5 and counters == sorted(counters) and counters[0] < counters[-1]
+        assert isinstance(await asyncio.wait_for(played.audio.recv(), timeout=5), av.AudioFrame)
+    finally:
+        played.stop()
