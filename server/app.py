@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from device_policy.errors import DevicePolicyError
+from records.errors import RecordsError
 from server.consultations.routes import router as consultations_router
 from server.db import session_scope
 from server.devices.routes import router as devices_router
@@ -15,6 +16,7 @@ from server.errors import install_error_handlers
 from server.identity.routes import router as identity_router
 from server.ops.middleware import RequestContextMiddleware
 from server.ops.routes import router as ops_router
+from server.records_wiring import records_router
 from server.security.keys import ensure_signing_key
 from server.services import Services
 from server.settings import Settings
@@ -47,7 +49,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         lifespan=lifespan,
     )
     app.state.services = services
-    install_error_handlers(app, library_errors=(DevicePolicyError,))
+    install_error_handlers(app, library_errors=(DevicePolicyError, RecordsError))
     app.add_middleware(RequestContextMiddleware, metrics=services.metrics)
     app.include_router(ops_router)
     app.include_router(identity_router)
@@ -55,4 +57,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(devices_router)
     app.include_router(signalling_router)
     app.include_router(web_router)
+    app.include_router(records_router(services))
     return app

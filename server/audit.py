@@ -1,9 +1,9 @@
 """The one function every part of the server records audit events through.
 
-INTERIM: until the records library's tamper-evident log is wired in (issue 5), events go
-to the ``telemed.audit`` logger only. The records work replaces the body of
-``record_event`` so every caller's events land in the hash-chained log without any
-caller changing.
+``record_event`` appends to the records library's tamper-evident log (hash chain, signed
+Merkle checkpoints; see ``records.audit``) in the caller's transaction: the event is
+stored if and only if the caller commits. An event that cannot be recorded raises, so an
+action is never carried out unaudited.
 """
 
 from __future__ import annotations
@@ -13,7 +13,40 @@ from typing import Any
 
 from sqlmodel import Session
 
+from records.audit.log import EventFields, append_entry
+
 log = logging.getLogger("telemed.audit")
+
+# Outcome words some callers use for checks, mapped to the log's four outcomes.
+_OUTCOMES = {
+    "allowed": "allowed",
+    "denied": "denied",
+    "success": "success",
+    "failure": "failure",
+    "pass": "success",
+    "ok": "success",
+    "fail": "failure",
+    "failed": "failure",
+    "error": "failure",
+    "refused": "denied",
+    "rejected": "denied",
+}
+_MAX = {"id": 200, "role": 64, "ip": 100}
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value else None
+
+
+def _json_safe(value: Any) -> Any:
+    # The chain hashes canonical JSON, which has no portable float form: keep floats as text.
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def record_event(
@@ -35,6 +68,31 @@ def record_event(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """Record one audit event (who did what, on what authority, with what outcome)."""
+    extra = _json_safe(dict(detail or {}))
+    mapped = _OUTCOMES.get(outcome)
+    if mapped is None:
+        mapped, extra["result"] = "failure", outcome[:32]
+    elif mapped != outcome:
+        extra.setdefault("result", outcome)
+    entry = append_entry(
+        session=session,
+        event=EventFields(
+            action=action,
+            outcome=mapped,
+            actor_id=_clip(actor_id, _MAX["id"]),
+            actor_role=_clip(actor_role, _MAX["role"]),
+            authority_jti=_clip(authority_jti, _MAX["id"]),
+            patient_id=_clip(patient_id, _MAX["id"]),
+            description=_clip(data, 500),
+            purpose_of_use=purpose_of_use,
+            device_id=_clip(device_id, _MAX["id"]),
+            ip=_clip(ip, _MAX["ip"]),
+            establishment=_clip(establishment, _MAX["id"]),
+            request_id=_clip(request_id, _MAX["id"]),
+            consultation_id=_clip(consultation_id, _MAX["id"]),
+            detail=extra,
+        ),
+    )
     log.info(
         "audit",
         extra={
@@ -45,5 +103,6 @@ def record_event(
             "consultation_id": consultation_id,
             "device_id": device_id,
             "authority_jti": authority_jti,
+            "seq": entry.seq,
         },
     )

@@ -209,6 +209,12 @@ from server.device_cli import device_cli  # noqa: E402 - sub-commands register a
 
 cli.add_typer(device_cli, name="device")
 
+from server.records_cli import audit_cli, records_cli, rotate_kek  # noqa: E402 - as above
+
+cli.add_typer(records_cli, name="records")
+cli.add_typer(audit_cli, name="audit")
+keys_cli.command("rotate-kek")(rotate_kek)
+
 
 def main() -> None:
     """Entry point of the ``telemed`` console script."""

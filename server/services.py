@@ -16,6 +16,7 @@ from server.db import make_engine
 from server.devices.replay import ProofReplayCache
 from server.identity.service import LoginPolicy
 from server.ops.metrics import Metrics
+from server.records_runtime import RecordsRuntime
 from server.security.jwt import JwtService
 from server.security.keys import KeyRing
 from server.settings import Settings
@@ -36,6 +37,7 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
     proof_replay: ProofReplayCache = field(default_factory=ProofReplayCache)
     hub: Hub | None = None
+    records: RecordsRuntime | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, engine: Engine | None = None) -> Services:
@@ -57,4 +59,5 @@ class Services:
             ),
         )
         services.hub = build_hub(services)
+        services.records = RecordsRuntime(settings=settings, engine=engine)
         return services

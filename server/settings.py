@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     lockout_duration: timedelta = timedelta(minutes=15)
 
     policy_file: Path | None = Field(default=None, description="Device policy YAML (default: shipped).")
+    records_kek_dir: Path | None = Field(
+        default=None,
+        description="Key-encryption keys kek-<n>.key; development default data_dir/keys/records, "
+        "required outside development.",
+    )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 audit checkpoint key (PEM); development default "
+        "data_dir/keys/audit-ed25519.pem, required outside development.",
+    )
+    audit_checkpoint_interval: timedelta = Field(default=timedelta(seconds=5), gt=timedelta(0))
+    records_max_document_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
 
     turn_urls: list[str] = Field(default_factory=list)
     turn_secret: SecretStr | None = None

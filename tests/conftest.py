@@ -77,6 +77,8 @@ def make_settings(db: str, data_dir: Path, **overrides: object) -> Settings:
         "data_dir": data_dir,
         "database_url": db,
         "log_json": False,
+        "records_kek_dir": data_dir / "keys" / "records",  # outside development keys are explicit
+        "audit_key_file": data_dir / "keys" / "audit-ed25519.pem",
     }
     values.update(overrides)
     return Settings.model_validate(values)

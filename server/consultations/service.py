@@ -14,6 +14,7 @@ from typing import Literal, NamedTuple
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
+from records.grants import revoke_consultation_grants
 from records.models import Patient
 from server.consultations import access, events
 from server.consultations.errors import NotYetDue
@@ -213,6 +214,7 @@ def end_consultation(
     consultation.ended_by = by_user_id
     consultation.end_reason = reason[:200]
     _save(session, consultation)
+    revoke_consultation_grants(session=session, consultation_id=consultation.id)  # records stop now
     events.record(
         session=session,
         event="ended",
