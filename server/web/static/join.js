@@ -18,6 +18,7 @@
 
   const PROTOCOL_VERSION = 1;
   const STORAGE_KEY = 'telemed.join.v1';
+  const PENDING_KEY = 'telemed.invite.v1';
   const SIGNALLING_PATH = '/ws/v1/signalling';
   const REDEEM_PATH = '/api/v1/invites/redeem';
   const PING_EVERY_MS = 15000;
@@ -205,6 +206,8 @@
     meter: null,           // the microphone level meter: {context, timer}
   };
 
+  let pendingInviteToken = null;  // an invite not yet redeemed (in memory if storage is refused)
+
   // --- screens -------------------------------------------------------------------------
 
   function show(screen, mode) {
@@ -250,6 +253,15 @@
     return when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   }
 
+  /** "14:30" today, "Monday 30 November at 14:30" on another day. */
+  function formatWhen(iso) {
+    const when = new Date(iso);
+    if (Number.isNaN(when.getTime())) return '';
+    const today = new Date();
+    if (when.toDateString() === today.toDateString()) return formatTime(iso);
+    return `${formatDay(iso)} at ${formatTime(iso)}`;
+  }
+
   function formatDay(iso) {
     const when = new Date(iso);
     if (Number.isNaN(when.getTime())) return '';
@@ -268,7 +280,7 @@
   /** The invite token from the fragment, removed from the address bar at once. */
   function takeFragmentToken() {
     const raw = window.location.hash.replace(/^#/, '');
-    if (window.location.hash) {
+    if (window.location.href.includes('#')) {
       history.replaceState(null, '', window.location.pathname + window.location.search);
     }
     if (!raw) return null;
@@ -308,6 +320,22 @@
     try {
       sessionStorage.removeItem(STORAGE_KEY);
     } catch (_) { /* nothing stored */ }
+  }
+
+  function pendingInvite() {
+    try {
+      return sessionStorage.getItem(PENDING_KEY) || pendingInviteToken;
+    } catch (_) {
+      return pendingInviteToken;
+    }
+  }
+
+  function keepPendingInvite(token) {
+    pendingInviteToken = token;
+    try {
+      if (token) sessionStorage.setItem(PENDING_KEY, token);
+      else sessionStorage.removeItem(PENDING_KEY);
+    } catch (_) { /* kept in memory only */ }
   }
 
   async function redeem(inviteToken) {
@@ -358,10 +386,19 @@
     const opens = Date.parse(state.ticket.not_before);
     const wait = opens - Date.now();
     if (!(wait > 0)) return Promise.resolve();
-    el.earlyStart.textContent = formatTime(state.ticket.consultation.scheduled_start);
-    el.earlyOpen.textContent = formatTime(state.ticket.not_before);
+    el.earlyStart.textContent = formatWhen(state.ticket.consultation.scheduled_start);
+    el.earlyOpen.textContent = formatWhen(state.ticket.not_before);
     show('early');
-    return new Promise((resolve) => setTimeout(resolve, wait + EARLY_SLACK_MS));
+    // Short naps rather than one long timer: timers drift while a computer sleeps.
+    const until = opens + EARLY_SLACK_MS;
+    return new Promise((resolve) => {
+      const nap = () => {
+        const left = until - Date.now();
+        if (left <= 0) resolve();
+        else setTimeout(nap, Math.min(left, 30000));
+      };
+      nap();
+    });
   }
 
   // --- camera and microphone -----------------------------------------------------------
@@ -1239,8 +1276,6 @@
 
   // --- start ---------------------------------------------------------------------------
 
-  let retryRedeem = null;  // an invite whose redemption failed for a reason worth retrying
-
   async function join() {
     state.finished = false;
     state.denied = false;
@@ -1263,6 +1298,7 @@
     connect();
   }
 
+  /** Redeem the invite (from the link, or kept from before a reload) and go on to join. */
   async function start() {
     const fromLink = takeFragmentToken();
     const stored = loadStored();
@@ -1270,53 +1306,41 @@
       // A reload: the invite was already spent in this tab; carry on with its join token.
       state.ticket = stored.ticket;
       state.resumeToken = stored.resume || null;
-    } else if (!fromLink) {
+      fillDetails();
+      await join();
+      return;
+    }
+    const invite = fromLink !== null ? fromLink : pendingInvite();
+    if (!invite) {
       showMessage('invalid_link');
       return;
-    } else {
-      try {
-        state.ticket = await redeem(fromLink);
-      } catch (err) {
-        showMessage(err instanceof PageError ? err.kind : 'server_error');
-        // A failed redeem of this link: keep the tab retryable only where retrying can help.
-        if (err instanceof PageError && (err.kind === 'unreachable' || err.kind === 'server_error')) {
-          retryRedeem = fromLink;
-        }
-        return;
-      }
-      state.resumeToken = null;
-      saveStored();
     }
+    // Kept (this tab only) until the server has answered, so a reload can retry it.
+    keepPendingInvite(invite);
+    show('loading');
+    try {
+      state.ticket = await redeem(invite);
+    } catch (err) {
+      const kind = err instanceof PageError ? err.kind : 'server_error';
+      if (kind !== 'unreachable' && kind !== 'server_error') keepPendingInvite(null);
+      showMessage(kind);
+      return;
+    }
+    keepPendingInvite(null);
+    state.resumeToken = null;
+    saveStored();
     fillDetails();
     await join();
   }
 
   el.messageAction.addEventListener('click', () => {
     el.messageAction.hidden = true;
-    if (retryRedeem !== null) {
-      const token = retryRedeem;
-      retryRedeem = null;
-      show('loading');
-      redeem(token).then((ticket) => {
-        state.ticket = ticket;
-        saveStored();
-        fillDetails();
-        return join();
-      }).catch((err) => {
-        if (err instanceof PageError && (err.kind === 'unreachable' || err.kind === 'server_error')) {
-          retryRedeem = token;
-        }
-        showMessage(err instanceof PageError ? err.kind : 'server_error');
-      });
-      return;
-    }
-    if (!state.ticket) {
-      window.location.reload();
-      return;
-    }
-    el.loadingText.textContent = 'Connecting to the consultation…';
+    el.loadingText.textContent = state.ticket ? 'Connecting to the consultation…' : 'Checking your invite link…';
     show('loading');
-    join();
+    (state.ticket ? join() : start()).catch((err) => {
+      console.error('retry failed', err);
+      showMessage('server_error');
+    });
   });
   el.mic.addEventListener('click', toggleMic);
   el.camera.addEventListener('click', toggleCamera);

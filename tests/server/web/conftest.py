@@ -138,21 +138,29 @@ def _committed(http: httpx.Client, path: str, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def book(live: LiveServer, *, specialist: str = SPECIALIST_NAME, **invite: Any) -> Booking:
-    """Book a consultation starting now as the host, invite the specialist, get the host's join token."""
+def book(
+    live: LiveServer,
+    *,
+    specialist: str = SPECIALIST_NAME,
+    starts_in: timedelta = timedelta(0),
+    **invite: Any,
+) -> Booking:
+    """Book an hour's consultation as the host, invite the specialist, get the host's join token."""
     http = httpx.Client(base_url=live.direct_url, timeout=10)
     try:
-        return _book(http, live, specialist=specialist, invite=invite)
+        return _book(http, live, specialist=specialist, starts_in=starts_in, invite=invite)
     except BaseException:
         http.close()
         raise
 
 
-def _book(http: httpx.Client, live: LiveServer, *, specialist: str, invite: dict[str, Any]) -> Booking:
+def _book(
+    http: httpx.Client, live: LiveServer, *, specialist: str, starts_in: timedelta, invite: dict[str, Any]
+) -> Booking:
     resp = http.post("/api/v1/auth/login", json={"username": HOST_USERNAME, "password": PASSWORD})
     assert resp.status_code == 200, resp.text
     http.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
-    start = utcnow()
+    start = utcnow() + starts_in
     resp = http.post(
         "/api/v1/consultations",
         json={
@@ -169,14 +177,17 @@ def _book(http: httpx.Client, live: LiveServer, *, specialist: str, invite: dict
     assert resp.status_code == 201, resp.text
     created = resp.json()
     link = live.browser_link(created["link"])
-    resp = http.post(f"/api/v1/consultations/{consultation_id}/join-token")
-    assert resp.status_code == 200, resp.text
+    host_token = ""
+    if starts_in <= timedelta(minutes=15):  # the host may only join from 15 minutes before
+        resp = http.post(f"/api/v1/consultations/{consultation_id}/join-token")
+        assert resp.status_code == 200, resp.text
+        host_token = resp.json()["token"]
     return Booking(
         consultation_id=consultation_id,
         invite_link=link,
         invite_token=link.split("#", 1)[1],
         invite_id=created["invite_id"],
-        host_join_token=resp.json()["token"],
+        host_join_token=host_token,
         http=http,
     )
 
