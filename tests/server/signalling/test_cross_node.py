@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.signalling.conftest import SceneFactory
+from tests.support.signalling_scene import SceneFactory
 
 pytestmark = pytest.mark.redis
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.server.signalling.conftest import Peer, Scene, SceneFactory
+from tests.support.signalling_scene import Peer, Scene, SceneFactory
 
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 

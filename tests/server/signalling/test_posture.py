@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.server.consultations.audit_trail import AuditTrail
-from tests.server.signalling.conftest import Peer, Scene, audited
+from tests.support.signalling_scene import Peer, Scene, audited
 
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.server.signalling.conftest import Peer, Scene
+from tests.support.signalling_scene import Peer, Scene
 
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 

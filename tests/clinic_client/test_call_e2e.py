@@ -1,0 +1,193 @@
+"""End to end: aiortc participants (the clinic client SDK) in a call through the real server.
+
+Each participant gets its join token the way it would in production (host: sign in + REST;
+room endpoint: attest its posture, then REST with the posture token and proof; specialist:
+redeem the invite link's token), connects with :class:`ConsultationSession`, waits to be
+admitted, and sends marked synthetic video whose frame counter the others must see increase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from clinic_client.call import LocalMedia, RecoveryPolicy, synthetic_media
+from clinic_client.posture import PostureAgent
+from clinic_client.session import (
+    ConsultationSession,
+    SessionState,
+    host_join_token,
+    login,
+    redeem_invite,
+    room_join_token,
+)
+from device_policy.facts import FactSet
+from device_policy.policy import DeviceKind, Platform
+from tests.server.devices.helpers import collected_facts
+from tests.server.factories import PASSWORD
+from tests.support.loopback import fresh_video
+from tests.support.signalling_scene import (  # noqa: F401 - fixtures
+    Scene,
+    SceneFactory,
+    make_scene,
+    migrated_template,
+    redis_overrides,
+    scene_db_url,
+)
+
+pytestmark = pytest.mark.slow
+
+TAGS = {"host": 1, "room": 2, "specialist": 3}
+QUICK = RecoveryPolicy(restart_after_s=0.5, polite_extra_s=1.0, check_interval_s=0.25)
+
+
+class RecordedFacts:
+    """Facts as the Linux collectors report them on a compliant room endpoint."""
+
+    async def collect(self, *, device_id: str, device_kind: DeviceKind) -> tuple[Platform, FactSet]:
+        return Platform.LINUX, collected_facts(device_id=device_id, kind=device_kind.value)
+
+
+@dataclass
+class Party:
+    role: str
+    session: ConsultationSession
+    media: LocalMedia
+
+    @property
+    def id(self) -> str:
+        return self.session.client.participant_id
+
+
+class Call:
+    """The parties of one consultation, closed at the end of the test."""
+
+    def __init__(self, scene: Scene, server_url: str | None = None) -> None:
+        self.scene = scene
+        self.server_url = server_url or scene.server.base_url
+        self.parties: list[Party] = []
+        self.agents: list[PostureAgent] = []
+
+    async def host(self, *, server_url: str | None = None) -> Party:
+        url = server_url or self.server_url
+        access = await login(url, "doctor", PASSWORD)
+        ticket = await host_join_token(url, access, self.scene.consultation_id)
+        return await self._join("host", url, ticket.token)
+
+    async def room(self, *, server_url: str | None = None, **options: object) -> Party:
+        url = server_url or self.server_url
+        agent = PostureAgent(
+            server_url=url,
+            device_id=self.scene.room.id,
+            private_key=self.scene.room.key,
+            source=RecordedFacts(),
+        )
+        self.agents.append(agent)
+        ticket = await room_join_token(url, agent)
+        return await self._join("room", url, ticket.token, posture=agent, **options)
+
+    async def specialist(self) -> Party:
+        access = await login(self.server_url, "doctor", PASSWORD)
+        async with httpx.AsyncClient() as http:
+            resp = await http.post(
+                f"{self.server_url}/api/v1/consultations/{self.scene.consultation_id}/invites",
+                headers={"Authorization": f"Bearer {access}"},
+                json={"name": "Dr Specialist"},
+            )
+        assert resp.status_code == 201, resp.text
+        invite_token = resp.json()["link"].split("#", 1)[1]
+        ticket = await redeem_invite(self.server_url, invite_token)
+        return await self._join("specialist", self.server_url, ticket.token)
+
+    async def _join(self, role: str, url: str, token: str, **options: object) -> Party:
+        media = synthetic_media(source_tag=TAGS[role])
+        session = await ConsultationSession.join(url, token, media=media, recovery=QUICK, **options)  # type: ignore[arg-type]
+        party = Party(role=role, session=session, media=media)
+        self.parties.append(party)
+        return party
+
+    async def admit(self, host: Party, *others: Party) -> None:
+        for other in others:
+            await host.session.wait_until(lambda s, pid=other.id: _waiting(s, pid))
+            await host.session.admit(other.id)
+            await other.session.wait_admitted()
+
+    async def close(self) -> None:
+        for party in self.parties:
+            await party.session.close()
+            party.media.stop()
+        for agent in self.agents:
+            await agent.aclose()
+
+
+def _waiting(state: SessionState, participant_id: str) -> bool:
+    return any(p.id == participant_id and p.status == "waiting" for p in state.others)
+
+
+async def media_flows(parties: list[Party], timeout: float = 20.0) -> None:
+    """Every party sees fresh video from every other (the marker counter increases)."""
+    for party in parties:
+        await party.session.wait_until(lambda s: s.media_connected, timeout)
+    for receiver in parties:
+        for sender in parties:
+            if sender is not receiver:
+                assert receiver.session.call is not None
+                await fresh_video(receiver.session.call, sender.id, tag=TAGS[sender.role], timeout=timeout)
+
+
+@pytest.fixture
+async def call(scene_for_call: Scene) -> AsyncIterator[Call]:
+    c = Call(scene_for_call)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+@pytest.fixture
+def scene_for_call(make_scene: SceneFactory) -> Scene:  # noqa: F811 - the imported fixture
+    return make_scene()
+
+
+async def test_two_parties_through_the_server_send_media_both_ways(call: Call) -> None:
+    host = await call.host()
+    room = await call.room()
+    assert room.session.state.status == "waiting"
+    await call.admit(host, room)
+    await media_flows([host, room])
+    stats = (await host.session.stats())[room.id]
+    assert stats.video_frames_received > 0 and stats.bitrate_in_kbps is not None
+
+
+async def test_three_parties_each_receive_the_others_media(call: Call) -> None:
+    host = await call.host()
+    room = await call.room()
+    specialist = await call.specialist()
+    await call.admit(host, room, specialist)
+    await media_flows([host, room, specialist])
+
+
+async def test_resume_after_the_socket_is_cut_mid_call(call: Call) -> None:
+    host = await call.host()
+    room = await call.room(renegotiate_on_resume="all")
+    await call.admit(host, room)
+    await media_flows([host, room])
+    room_call = room.session.call
+    assert room_call is not None
+    peer = room_call.peer(host.id)
+    assert peer is not None
+    before = peer.connection_id
+
+    room.session.client.drop_socket()
+    state = await room.session.wait_until(lambda s: s.reconnects == 1 and s.status == "admitted")
+    assert state.status == "admitted"
+    # A fresh peer connection was negotiated through the resumed socket, and media flows on it.
+    await room.session.wait_until(
+        lambda s: (
+            (p := room_call.peer(host.id)) is not None and p.connection_id != before and s.media_connected
+        )
+    )
+    await media_flows([host, room])
