@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from clinic_client.call import Call, IceConfig, IceServer, LocalMedia, RecoveryPolicy, synthetic_media
 
@@ -37,6 +38,7 @@ class HostClient:
         self._media: LocalMedia | None = None
         self._arrived = asyncio.Event()
         self._ids = 0
+        self.close_code: int | None = None  # how the server closed the socket, once it has
 
     @property
     def participant_id(self) -> str:
@@ -140,12 +142,15 @@ class HostClient:
 
     async def _read(self) -> None:
         assert self._ws is not None and self.call is not None
-        async for raw in self._ws:
-            message = json.loads(raw)
-            self.messages.append(message)
-            self._arrived.set()
-            if message["type"] in ("offer", "answer", "ice"):
-                try:
-                    await self.call.handle_remote(message["from"], message["type"], message)
-                except Exception as exc:  # kept for the test's assertion
-                    self.errors.append(exc)
+        try:
+            async for raw in self._ws:
+                message = json.loads(raw)
+                self.messages.append(message)
+                self._arrived.set()
+                if message["type"] in ("offer", "answer", "ice"):
+                    try:
+                        await self.call.handle_remote(message["from"], message["type"], message)
+                    except Exception as exc:  # kept for the test's assertion
+                        self.errors.append(exc)
+        except ConnectionClosed as exc:
+            self.close_code = exc.rcvd.code if exc.rcvd is not None else None

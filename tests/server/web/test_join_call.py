@@ -292,3 +292,46 @@ async def test_a_denied_specialist_is_told_and_never_gets_an_offer(
             # Camera and microphone released.
             assert await page.evaluate("document.getElementById('self-video').srcObject") is None
             watch.assert_clean()
+
+
+async def test_sent_back_to_the_waiting_room_and_let_in_again(
+    live_server: LiveServer, booking: Booking, chromium: Browser
+) -> None:
+    specialist = booking.specialist_id
+    async with admitted_call(live_server, booking, chromium) as (host, call, page, watch, _):
+        ack = await host.control("return_to_waiting", participant=specialist)
+        assert ack["type"] == "ack", ack
+        await call.remove_participant(specialist)
+
+        await wait_for_screen(page, "waiting")
+        await expect(page.locator("#waiting-lead")).to_have_text(
+            "The clinician has moved you back to the waiting room. They will let you in again shortly."
+        )
+        await expect(page.locator(tile_selector(host.participant_id))).to_have_count(0)
+
+        assert (await host.admit(specialist))["type"] == "ack"
+        await call.connect_to(specialist)
+        await wait_for_screen(page, "call")
+        await remote_video_playing(page, host.participant_id)
+        await frames_flowing(call, specialist)
+        assert not host.errors
+        watch.assert_clean()
+
+
+async def test_when_the_clinician_leaves_the_specialist_waits_and_when_it_ends_is_told(
+    live_server: LiveServer, booking: Booking, chromium: Browser, tmp_path: Path
+) -> None:
+    async with admitted_call(live_server, booking, chromium) as (host, _call, page, watch, _):
+        assert (await host.control("leave"))["type"] == "ack"
+        await wait_for_screen(page, "waiting")
+        await expect(page.locator("#waiting-lead")).to_contain_text("The clinician has left the call")
+
+        # The clinician comes back and ends the consultation for everyone.
+        async with HostClient(live_server.ws_url, booking.host_join_token) as again:
+            ack = await again.control("end", reason="Consultation complete")
+            assert ack["type"] == "ack", ack
+            await wait_for_screen(page, "message", message="ended")
+            await expect(page.get_by_role("heading", name="The consultation has ended")).to_be_visible()
+            assert await page.evaluate("document.getElementById('self-video').srcObject") is None
+            await page.screenshot(path=str(tmp_path / "ended.png"), full_page=True)
+        watch.assert_clean()
