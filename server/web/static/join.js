@@ -760,7 +760,6 @@
   }
 
   function enterCall(others, { resumed }) {
-    const wasInCall = state.status === 'admitted';
     state.status = 'admitted';
     for (const p of others) state.participants.set(p.id, p);
     const wanted = new Set(others.filter((p) => p.status === 'admitted').map((p) => p.id));
@@ -777,7 +776,8 @@
       }
     }
     document.title = 'In consultation – Video consultation';
-    if (!wasInCall || document.body.dataset.screen !== 'call') show('room', 'call');
+    // Already in the call (a resumed socket): leave the screen and the keyboard focus alone.
+    if (document.body.dataset.screen !== 'call') show('room', 'call');
     startStats();
   }
 

@@ -240,6 +240,7 @@ async def test_a_dropped_connection_resumes_and_the_call_carries_on(
 ) -> None:
     specialist = booking.specialist_id
     async with admitted_call(live_server, booking, chromium) as (host, call, page, watch, frames):
+        await page.get_by_role("button", name="Mute microphone").focus()
         assert live_server.proxy.cut() >= 1  # the page's socket, as if the network dropped
 
         await host.wait_for(host.event("participant.disconnected", specialist))
@@ -253,6 +254,8 @@ async def test_a_dropped_connection_resumes_and_the_call_carries_on(
         assert frames.welcomes()[-1]["resumed"] is True
         assert frames.welcomes()[-1]["status"] == "admitted"
         assert await screen(page) == "call"
+        # Whoever was using the keyboard is not thrown back to the top of the page.
+        assert await page.evaluate("document.activeElement.id") == "mic-button"
 
         # Media went on both ways.
         await remote_video_playing(page, host.participant_id)
