@@ -251,6 +251,7 @@ class SignallingClient:
         self._reader: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._resume_token: str | None = None
+        self._last_proof: str | None = None
         self.state: ClientState = "new"
         self.welcome: Welcome | None = None
         self.close_code: int | None = None
@@ -328,6 +329,12 @@ class SignallingClient:
         if result is None or result.expires_at - now < self._posture_margin:
             result = await self._posture.attest()
         proof = self._posture.proof("WS", self.url, nonce=self._join_jti, token=result)
+        while proof == self._last_proof:
+            # Same token, same second: the proof would be byte-identical, and the server
+            # refuses a replayed proof. The next second makes it a new one.
+            await asyncio.sleep(1.0 - datetime.now(UTC).microsecond / 1e6 + 0.01)
+            proof = self._posture.proof("WS", self.url, nonce=self._join_jti, token=result)
+        self._last_proof = proof
         return {"posture_token": result.token, "posture_proof": proof}
 
     # --- sending -----------------------------------------------------------------------

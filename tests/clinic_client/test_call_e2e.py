@@ -29,14 +29,7 @@ from device_policy.policy import DeviceKind, Platform
 from tests.server.devices.helpers import collected_facts
 from tests.server.factories import PASSWORD
 from tests.support.loopback import fresh_video
-from tests.support.signalling_scene import (  # noqa: F401 - fixtures
-    Scene,
-    SceneFactory,
-    make_scene,
-    migrated_template,
-    redis_overrides,
-    scene_db_url,
-)
+from tests.support.signalling_scene import Scene, SceneFactory
 
 pytestmark = pytest.mark.slow
 
@@ -148,7 +141,7 @@ async def call(scene_for_call: Scene) -> AsyncIterator[Call]:
 
 
 @pytest.fixture
-def scene_for_call(make_scene: SceneFactory) -> Scene:  # noqa: F811 - the imported fixture
+def scene_for_call(make_scene: SceneFactory) -> Scene:
     return make_scene()
 
 

@@ -16,15 +16,7 @@ from tests.conftest import PG_ADMIN_URL, TEST_SECRET, make_settings
 from tests.support.coturn import CoturnServer, running_coturn
 from tests.support.live_server import ServerProcess
 from tests.support.services import port_open, service_missing
-from tests.support.signalling_scene import (  # noqa: F401 - fixtures
-    Scene,
-    SceneFactory,
-    build_scene_on,
-    make_scene,
-    migrated_template,
-    redis_overrides,
-    scene_db_url,
-)
+from tests.support.signalling_scene import Scene, SceneFactory, build_scene_on
 
 from .test_call_e2e import Call, media_flows
 
@@ -39,7 +31,7 @@ def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoturnServer]:
 
 @pytest.mark.coturn
 async def test_prison_endpoints_use_only_the_relay_with_credentials_from_the_server(
-    make_scene: SceneFactory,  # noqa: F811 - the imported fixture
+    make_scene: SceneFactory,
     coturn: CoturnServer,
 ) -> None:
     scene = make_scene(turn_urls=[coturn.url], turn_secret=coturn.secret.decode())
@@ -89,7 +81,7 @@ def postgres_database() -> Iterator[str]:
 @pytest.mark.postgres
 async def test_host_and_room_on_two_server_processes_sharing_redis(
     postgres_database: str,
-    redis_overrides: dict[str, Any],  # noqa: F811 - the imported fixture
+    redis_overrides: dict[str, Any],
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
