@@ -1,4 +1,4 @@
-"""The specialist's page in real Chromium against a live server, with the host as an aiortc client."""
+"""The specialist's page in real Chromium against a live server, the host on clinic_client (aiortc)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from clinic_client.call import Call
+from clinic_client.signalling import Participant, RequestRefused
 from tests.server.web.conftest import (
     HOST_NAME,
     PATIENT_NAME,
@@ -19,7 +20,7 @@ from tests.server.web.conftest import (
     Booking,
     LiveServer,
 )
-from tests.server.web.host import HostClient
+from tests.server.web.host import Host, hosting
 from tests.server.web.pages import (
     RTC_PROBE,
     WAIT_MS,
@@ -70,23 +71,28 @@ async def frames_flowing(call: Call, participant_id: str) -> None:
     assert call.received_frames(participant_id).audio > 0
 
 
+def waiting(p: Participant) -> bool:
+    return p.status == "waiting"
+
+
+def admitted(p: Participant) -> bool:
+    return p.status == "admitted"
+
+
 @asynccontextmanager
 async def admitted_call(
     live: LiveServer, booking: Booking, browser: Browser
-) -> AsyncIterator[tuple[HostClient, Call, Page, PageWatch, Frames]]:
+) -> AsyncIterator[tuple[Host, Call, Page, PageWatch, Frames]]:
     """Host online, specialist's page in the waiting room, admitted, media connected."""
-    host_client = HostClient(live.ws_url, booking.host_join_token)
-    async with host_client as host, watched_page(browser) as (page, watch):
-        assert host.call is not None
+    async with hosting(live.ws_url, booking.host_join_token) as host, watched_page(browser) as (page, watch):
         frames = Frames(page)
         await page.goto(booking.invite_link)
-        await host.wait_for(host.event("participant.joined", booking.specialist_id))
+        await host.sees(booking.specialist_id, waiting)
         await wait_for_screen(page, "waiting")
-        assert (await host.admit(booking.specialist_id))["type"] == "ack"
-        await host.call.connect_to(booking.specialist_id)
+        await host.session.admit(booking.specialist_id)
         await wait_for_screen(page, "call")
         await remote_video_playing(page, host.participant_id)
-        await host.call.wait_for_state(booking.specialist_id, "connected", timeout=20)
+        await host.session.wait_until(lambda s: s.media_connected, timeout=20)
         yield host, host.call, page, watch, frames
 
 
@@ -94,7 +100,7 @@ async def test_specialist_waits_is_admitted_and_media_flows_both_ways(
     live_server: LiveServer, booking: Booking, chromium: Browser, tmp_path: Path
 ) -> None:
     specialist = booking.specialist_id
-    async with HostClient(live_server.ws_url, booking.host_join_token) as host:
+    async with hosting(live_server.ws_url, booking.host_join_token) as host:
         async with watched_page(chromium) as (page, watch):
             frames = Frames(page)
             await page.goto(booking.invite_link)
@@ -109,12 +115,14 @@ async def test_specialist_waits_is_admitted_and_media_flows_both_ways(
             assert page.url == f"{live_server.url}/join"
             assert [m["type"] for m in frames.sent][:1] == ["hello"]
 
-            # Nobody is auto-admitted: the host sees them waiting, and after a round trip
-            # through the hub the page is still waiting and was never told it was admitted.
-            joined = await host.wait_for(host.event("participant.joined", specialist))
-            assert joined["participant"]["status"] == "waiting"
-            assert joined["participant"]["name"] == SPECIALIST_NAME
-            await host.round_trip()
+            # Nobody is auto-admitted: the host sees them waiting, the hub itself confirms
+            # they are waiting, and the page was never told it was admitted.
+            joined = await host.sees(specialist, waiting)
+            assert joined.name == SPECIALIST_NAME
+            with pytest.raises(RequestRefused) as refused:
+                await host.session.return_to_waiting(specialist)
+            assert refused.value.code == "invalid_state"
+            assert '"waiting"' in refused.value.message
             assert await screen(page) == "waiting"
             assert "admitted" not in frames.types()
             # The microphone meter moves with Chromium's fake microphone (it beeps).
@@ -122,11 +130,9 @@ async def test_specialist_waits_is_admitted_and_media_flows_both_ways(
             await page.wait_for_function(meter_moves, timeout=WAIT_MS)
             await page.screenshot(path=str(tmp_path / "waiting-room.png"), full_page=True)
 
-            ack = await host.admit(specialist)
-            assert ack["type"] == "ack", ack
+            # The host admits; the session connects media to them (the host offers).
+            await host.session.admit(specialist)
             call = host.call
-            assert call is not None
-            await call.connect_to(specialist)
 
             await wait_for_screen(page, "call")
             await expect(page.get_by_role("heading", name="Consultation in progress")).to_be_visible()
@@ -139,7 +145,7 @@ async def test_specialist_waits_is_admitted_and_media_flows_both_ways(
             # Browser side: the host's synthetic video plays and keeps playing.
             await remote_video_playing(page, host.participant_id)
             # aiortc side: frames decoded from Chromium's fake camera and microphone.
-            await call.wait_for_state(specialist, "connected", timeout=20)
+            await host.session.wait_until(lambda s: s.media_connected, timeout=20)
             await frames_flowing(call, specialist)
             frame = call.latest_frame(specialist, "video")
             assert isinstance(frame, av.VideoFrame) and frame.width > 0 and frame.height > 0
@@ -154,7 +160,6 @@ async def test_specialist_waits_is_admitted_and_media_flows_both_ways(
             text = await page.locator("body").inner_text()
             assert PATIENT_NAME not in text
             assert PRISON_NUMBER not in text
-            assert not host.errors
             watch.assert_clean()
 
 
@@ -205,7 +210,6 @@ async def test_controls_work_from_the_keyboard_and_reach_the_clinician(
             timeout=20,
             message=lambda: f"the camera did not come back (brightness {brightness(call, specialist)})",
         )
-        assert not host.errors
         watch.assert_clean()
 
 
@@ -218,20 +222,16 @@ async def test_leaving_ends_the_call_for_the_clinician_and_rejoining_waits_again
 
         await wait_for_screen(page, "message", message="left")
         await expect(page.get_by_role("heading", name="You have left the consultation")).to_be_visible()
-        left = await host.wait_for(host.event("participant.left", specialist))
-        assert left["reason"] == "left"
+        await host.loses(specialist)
         assert [m["type"] for m in frames.sent].count("leave") == 1
         # Camera and microphone released.
         assert await page.evaluate("document.getElementById('self-video').srcObject") is None
 
         # Rejoining (the invite was spent; the page kept its join token) lands in the waiting room.
-        mark = len(host.messages)
         await page.get_by_role("button", name="Rejoin").click()
         await wait_for_screen(page, "waiting")
-        joined = await host.wait_for(host.event("participant.joined", specialist), since=mark)
-        assert joined["participant"]["status"] == "waiting"
+        await host.sees(specialist, waiting)
         assert "resume_token" not in frames.hellos()[-1]
-        assert not host.errors
         watch.assert_clean()
 
 
@@ -243,10 +243,15 @@ async def test_a_dropped_connection_resumes_and_the_call_carries_on(
         await page.get_by_role("button", name="Mute microphone").focus()
         assert live_server.proxy.cut() >= 1  # the page's socket, as if the network dropped
 
-        await host.wait_for(host.event("participant.disconnected", specialist))
-        resumed = await host.wait_for(host.event("participant.resumed", specialist))
-        assert resumed["participant"]["status"] == "admitted"
         await expect(page.locator("#status")).to_have_text("You are connected again.", timeout=WAIT_MS)
+        await host.sees(specialist, lambda p: p.connected and admitted(p))
+        # The host saw them drop and come back, admitted all along.
+        assert host.went_through(
+            specialist,
+            lambda p: p.connected and admitted(p),
+            lambda p: not p.connected and admitted(p),
+            lambda p: p.connected and admitted(p),
+        )
 
         hellos = frames.hellos()
         assert len(hellos) == 2
@@ -260,7 +265,6 @@ async def test_a_dropped_connection_resumes_and_the_call_carries_on(
         # Media went on both ways.
         await remote_video_playing(page, host.participant_id)
         await frames_flowing(call, specialist)
-        assert not host.errors
         # The dropped socket is the one thing Chromium may log.
         watch.assert_clean(allow=("WebSocket connection",))
 
@@ -269,21 +273,22 @@ async def test_a_denied_specialist_is_told_and_never_gets_an_offer(
     live_server: LiveServer, booking: Booking, chromium: Browser
 ) -> None:
     specialist = booking.specialist_id
-    async with HostClient(live_server.ws_url, booking.host_join_token) as host:
+    async with hosting(live_server.ws_url, booking.host_join_token) as host:
         async with watched_page(chromium) as (page, watch):
             await page.add_init_script(RTC_PROBE)
             frames = Frames(page)
             await page.goto(booking.invite_link)
-            await host.wait_for(host.event("participant.joined", specialist))
+            await host.sees(specialist, waiting)
             await wait_for_screen(page, "waiting")
 
             # The hub refuses to relay an offer to someone still waiting…
-            refused = await host.control(
-                "offer", to=specialist, sdp="v=0\r\n", connection_id="probe-connection-1"
-            )
-            assert refused["type"] == "error" and refused["code"] == "not_admitted"
+            with pytest.raises(RequestRefused) as refused:
+                await host.session.client.request(
+                    "offer", to=specialist, sdp="v=0\r\n", connection_id="probe-connection-1"
+                )
+            assert refused.value.code == "not_admitted"
             # …and the host turns them away.
-            assert (await host.deny(specialist, reason="Wrong clinic today"))["type"] == "ack"
+            await host.session.deny(specialist, reason="Wrong clinic today")
 
             await wait_for_screen(page, "message", message="denied")
             await expect(page.get_by_role("heading", name="The clinician did not let you in")).to_be_visible()
@@ -302,9 +307,7 @@ async def test_sent_back_to_the_waiting_room_and_let_in_again(
 ) -> None:
     specialist = booking.specialist_id
     async with admitted_call(live_server, booking, chromium) as (host, call, page, watch, _):
-        ack = await host.control("return_to_waiting", participant=specialist)
-        assert ack["type"] == "ack", ack
-        await call.remove_participant(specialist)
+        await host.session.return_to_waiting(specialist)
 
         await wait_for_screen(page, "waiting")
         await expect(page.locator("#waiting-lead")).to_have_text(
@@ -312,12 +315,10 @@ async def test_sent_back_to_the_waiting_room_and_let_in_again(
         )
         await expect(page.locator(tile_selector(host.participant_id))).to_have_count(0)
 
-        assert (await host.admit(specialist))["type"] == "ack"
-        await call.connect_to(specialist)
+        await host.session.admit(specialist)
         await wait_for_screen(page, "call")
         await remote_video_playing(page, host.participant_id)
         await frames_flowing(call, specialist)
-        assert not host.errors
         watch.assert_clean()
 
 
@@ -325,14 +326,13 @@ async def test_when_the_clinician_leaves_the_specialist_waits_and_when_it_ends_i
     live_server: LiveServer, booking: Booking, chromium: Browser, tmp_path: Path
 ) -> None:
     async with admitted_call(live_server, booking, chromium) as (host, _call, page, watch, _):
-        assert (await host.control("leave"))["type"] == "ack"
+        await host.session.leave()
         await wait_for_screen(page, "waiting")
         await expect(page.locator("#waiting-lead")).to_contain_text("The clinician has left the call")
 
         # The clinician comes back and ends the consultation for everyone.
-        async with HostClient(live_server.ws_url, booking.host_join_token) as again:
-            ack = await again.control("end", reason="Consultation complete")
-            assert ack["type"] == "ack", ack
+        async with hosting(live_server.ws_url, booking.host_join_token) as again:
+            await again.session.end("Consultation complete")
             await wait_for_screen(page, "message", message="ended")
             await expect(page.get_by_role("heading", name="The consultation has ended")).to_be_visible()
             assert await page.evaluate("document.getElementById('self-video').srcObject") is None

@@ -12,7 +12,7 @@ from sqlmodel import select
 from server.consultations.models import Invite
 from server.db import session_scope, utcnow
 from tests.server.web.conftest import Booking, LiveServer, book
-from tests.server.web.host import HostClient
+from tests.server.web.host import hosting
 from tests.server.web.pages import Frames, screen, wait_for_screen
 from tests.support.browser import launched_chromium, watched_page
 
@@ -128,7 +128,7 @@ async def test_a_refused_camera_explains_how_to_allow_it(
 async def test_an_unreachable_server_says_so_and_try_again_recovers(
     live_server: LiveServer, booking: Booking, chromium: Browser
 ) -> None:
-    async with HostClient(live_server.ws_url, booking.host_join_token) as host:
+    async with hosting(live_server.ws_url, booking.host_join_token) as host:
         async with watched_page(chromium) as (page, watch):
 
             async def network_down(route: Route) -> None:
@@ -148,25 +148,27 @@ async def test_an_unreachable_server_says_so_and_try_again_recovers(
             await page.unroute("**/api/v1/invites/redeem")
             await page.get_by_role("button", name="Try again").click()
             await wait_for_screen(page, "waiting")
-            await host.wait_for(host.event("participant.joined", booking.specialist_id))
+            await host.sees(booking.specialist_id, lambda p: p.status == "waiting")
             watch.assert_clean(allow=("net::ERR_CONNECTION_REFUSED",))
 
 
 async def test_reloading_the_page_keeps_the_place_without_the_spent_invite(
     live_server: LiveServer, booking: Booking, chromium: Browser
 ) -> None:
-    async with HostClient(live_server.ws_url, booking.host_join_token) as host:
+    async with hosting(live_server.ws_url, booking.host_join_token) as host:
         async with watched_page(chromium) as (page, watch):
             frames = Frames(page)
             await page.goto(booking.invite_link)
             await wait_for_screen(page, "waiting")
-            await host.wait_for(host.event("participant.joined", booking.specialist_id))
+            await host.sees(booking.specialist_id, lambda p: p.status == "waiting")
 
             await page.reload()
             await wait_for_screen(page, "waiting")
-            resumed = await host.wait_for(host.event("participant.resumed", booking.specialist_id))
-            assert resumed["participant"]["status"] == "waiting"
-            assert frames.hellos()[-1]["resume_token"] == frames.welcomes()[0]["resume_token"]
+            first, again = frames.welcomes()
+            assert again["resumed"] is True
+            assert again["participant_id"] == first["participant_id"] == booking.specialist_id
+            assert frames.hellos()[-1]["resume_token"] == first["resume_token"]
+            await host.sees(booking.specialist_id, lambda p: p.status == "waiting" and p.connected)
             assert await screen(page) == "waiting"
             watch.assert_clean(allow=("WebSocket connection",))
 
