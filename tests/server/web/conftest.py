@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -66,11 +68,9 @@ class LiveServer:
         return self.url + invite_link[len(self.direct_url) :]
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+@contextmanager
+def running_server(workdir: Path, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
     """``telemed serve`` (uvicorn) in a real process on a free port, with a fresh SQLite database."""
-    require_chromium()  # no point starting a server the browser tests cannot use
-    workdir = tmp_path_factory.mktemp("live")
     db_url = f"sqlite:///{workdir / 'telemed.db'}"
     data_dir = workdir / "data"
     upgrade_database(db_url)
@@ -84,6 +84,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             "TELEMED_LOG_JSON": "false",
             "TELEMED_RECORDS_KEK_DIR": str(settings.records_kek_dir),
             "TELEMED_AUDIT_KEY_FILE": str(settings.audit_key_file),
+            **(env or {}),
         },
         workdir=workdir,
     )
@@ -108,6 +109,14 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         server.stop()
         proxy.stop()
         services.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The live server for a module of browser tests (no TURN: loopback needs none)."""
+    require_chromium()  # no point starting a server the browser tests cannot use
+    with running_server(tmp_path_factory.mktemp("live")) as live:
+        yield live
 
 
 @dataclass

@@ -15,7 +15,11 @@ WAIT_MS = 20_000
 RTC_PROBE = """
 (() => {
   const probe = { peerConnections: 0, remoteDescriptions: 0 };
+  const configurations = [];
+  const connections = [];
   window.__rtcProbe = probe;
+  window.__rtcConfigurations = configurations;
+  window.__rtcConnections = connections;
   const Original = window.RTCPeerConnection;
   const setRemote = Original.prototype.setRemoteDescription;
   Original.prototype.setRemoteDescription = function (...args) {
@@ -26,6 +30,8 @@ RTC_PROBE = """
     constructor(...args) {
       super(...args);
       probe.peerConnections += 1;
+      configurations.push(JSON.parse(JSON.stringify(args[0] || {})));
+      connections.push(this);
     }
   };
 })();
@@ -100,3 +106,33 @@ async def rtc_probe(page: Page) -> dict[str, int]:
     """What RTC_PROBE counted."""
     counts: dict[str, int] = await page.evaluate("window.__rtcProbe")
     return counts
+
+
+async def rtc_configurations(page: Page) -> list[dict[str, Any]]:
+    """The RTCConfiguration of every peer connection the page created (needs RTC_PROBE)."""
+    configurations: list[dict[str, Any]] = await page.evaluate("window.__rtcConfigurations")
+    return configurations
+
+
+SELECTED_PAIR = """
+async () => {
+  const pc = window.__rtcConnections[window.__rtcConnections.length - 1];
+  const stats = await pc.getStats();
+  let pairId = null;
+  stats.forEach((s) => {
+    if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+  });
+  if (!pairId) return null;
+  const pair = stats.get(pairId);
+  return {
+    local: stats.get(pair.localCandidateId).candidateType,
+    remote: stats.get(pair.remoteCandidateId).candidateType,
+  };
+}
+"""
+
+
+async def selected_pair(page: Page) -> dict[str, str] | None:
+    """Candidate types of the page's latest peer connection's selected pair (needs RTC_PROBE)."""
+    pair: dict[str, str] | None = await page.evaluate(SELECTED_PAIR)
+    return pair
