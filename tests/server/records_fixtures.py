@@ -13,19 +13,44 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from device_policy.proof import sign_request_proof
+from server.cli import cli
 from server.consultations import service as consultations
 from server.consultations.models import Consultation
 from server.db import session_scope, utcnow
 from server.identity.models import Role
 from server.services import Services
+from server.settings import Settings
+from tests.conftest import TEST_SECRET
 from tests.server.devices.helpers import attest, enrol
 from tests.server.factories import add_user, bearer, login
 
 BASE = "http://testserver"
 ESTABLISHMENT = "HMP Example"
 MARKER = b"ZEBRA-PLAINTEXT-MARKER-7d1f"
+
+
+runner = CliRunner()
+
+
+def _cli_env(settings: Settings) -> dict[str, str]:
+    return {
+        "TELEMED_ENVIRONMENT": "test",
+        "TELEMED_SECRET_KEY": TEST_SECRET,
+        "TELEMED_DATA_DIR": str(settings.data_dir),
+        "TELEMED_DATABASE_URL": str(settings.database_url),
+        "TELEMED_RECORDS_KEK_DIR": str(settings.records_kek_dir),
+        "TELEMED_AUDIT_KEY_FILE": str(settings.audit_key_file),
+        "COLUMNS": "300",
+    }
+
+
+def telemed(settings: Settings, *args: str) -> tuple[int, str]:
+    """Run ``telemed …`` as an operator on the server host would; returns exit code and output."""
+    result = runner.invoke(cli, list(args), env=_cli_env(settings))
+    return result.exit_code, result.stdout + result.stderr
 
 
 def claims_of(token: str) -> dict[str, Any]:

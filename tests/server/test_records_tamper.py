@@ -13,34 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlmodel import Session
-from typer.testing import CliRunner
 
 from server.audit import record_event
-from server.cli import cli
 from server.services import Services
 from server.settings import Settings
-from tests.conftest import TEST_SECRET
+from tests.server.records_fixtures import telemed
 
-runner = CliRunner()
 ENTRIES = 30
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    return {
-        "TELEMED_ENVIRONMENT": "test",
-        "TELEMED_SECRET_KEY": TEST_SECRET,
-        "TELEMED_DATA_DIR": str(settings.data_dir),
-        "TELEMED_DATABASE_URL": str(settings.database_url),
-        "TELEMED_RECORDS_KEK_DIR": str(settings.records_kek_dir),
-        "TELEMED_AUDIT_KEY_FILE": str(settings.audit_key_file),
-        "COLUMNS": "300",
-    }
-
-
-def telemed(settings: Settings, *args: str) -> tuple[int, str]:
-    """Run ``telemed …`` as an operator would; returns exit code and everything it printed."""
-    result = runner.invoke(cli, list(args), env=_env(settings))
-    return result.exit_code, result.stdout + result.stderr
 
 
 @pytest.fixture
