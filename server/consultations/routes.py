@@ -88,10 +88,9 @@ async def _close(
         return _private(session, consultation, viewer)
 
     view = await run_in_threadpool(run)
-    hub = getattr(services, "hub", None)  # None when the server runs without signalling
-    if hub is not None:
+    if services.hub is not None:
         try:
-            await hub.consultation_ended(view.id, reason)
+            await services.hub.consultation_ended(view.id, reason)
         except Exception:
             # The consultation is closed either way; sockets find out on their next message.
             log.exception("could not tell the signalling hub", extra={"consultation_id": view.id})

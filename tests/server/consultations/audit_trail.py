@@ -1,16 +1,16 @@
 """Read the audit events the consultations feature recorded.
 
-The one place the tests learn what was audited. While ``server.audit.record_event`` only
-logs (``telemed.audit``), the events are read from the captured log records; when it writes
-the records library's hash-chained log instead, point ``events`` at that log.
+The one place the tests learn what was audited: the records library's hash-chained log in
+the database, so an event counts only if its transaction was committed (refusals included).
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
-import pytest
+from records.audit.log import iter_entries
+from server.db import session_scope
+from server.services import Services
 
 
 @dataclass(frozen=True)
@@ -21,27 +21,31 @@ class Seen:
     outcome: str
     actor_id: str | None
     consultation_id: str | None
+    patient_id: str | None
+    reason: str | None
 
 
 class AuditTrail:
-    """The audit events recorded since the test started."""
+    """The consultation events in the audit log (the database is fresh for every test)."""
 
-    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
-        self._caplog = caplog
-        caplog.set_level(logging.INFO, logger="telemed.audit")
+    def __init__(self, services: Services) -> None:
+        self._services = services
 
     def events(self, *, consultation_id: str | None = None) -> list[Seen]:
-        """Events in the order recorded, optionally only those of one consultation."""
-        seen = [
-            Seen(
-                action=getattr(r, "action", ""),
-                outcome=getattr(r, "outcome", ""),
-                actor_id=getattr(r, "actor_id", None),
-                consultation_id=getattr(r, "consultation_id", None),
-            )
-            for r in self._caplog.records
-            if r.name == "telemed.audit"
-        ]
+        """``consultation.*`` events in the order recorded, optionally only those of one consultation."""
+        with session_scope(self._services.engine) as session:
+            seen = [
+                Seen(
+                    action=e.action,
+                    outcome=e.outcome,
+                    actor_id=e.actor_id,
+                    consultation_id=e.consultation_id,
+                    patient_id=e.patient_id,
+                    reason=e.detail.get("reason"),
+                )
+                for e in iter_entries(session=session)
+                if e.action.startswith("consultation.")
+            ]
         if consultation_id is not None:
             seen = [s for s in seen if s.consultation_id == consultation_id]
         return seen

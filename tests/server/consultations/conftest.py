@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cached_property
@@ -10,11 +12,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
 from records.models import Patient
 from server.consultations.models import Consultation
 from server.db import session_scope, utcnow
 from server.devices.models import Device, DeviceKind
+from server.errors import AccessDenied, InvalidState
 from server.identity.models import Role
 from server.services import Services
 from tests.server.consultations.audit_trail import AuditTrail
@@ -53,6 +57,22 @@ def add_patient(services: Services, prison_number: str = PRISON_NUMBER, name: st
         session.add(patient)
         session.flush()
         return patient.id
+
+
+@contextmanager
+def hub_scope(services: Services) -> Iterator[Session]:
+    """A session as the signalling hub's adapter opens one: committed on success and on a refusal,
+    because the services record refusals as audit events."""
+    with Session(services.engine, expire_on_commit=False) as session:
+        try:
+            yield session
+        except (AccessDenied, InvalidState):
+            session.commit()
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        session.commit()
 
 
 def set_times(services: Services, consultation_id: str, *, start: datetime, end: datetime) -> None:
@@ -138,5 +158,5 @@ def clinic(client: TestClient, services: Services) -> Clinic:
 
 
 @pytest.fixture
-def audit(caplog: pytest.LogCaptureFixture) -> AuditTrail:
-    return AuditTrail(caplog)
+def audit(services: Services) -> AuditTrail:
+    return AuditTrail(services)

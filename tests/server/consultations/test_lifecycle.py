@@ -12,12 +12,19 @@ from server.consultations.models import Consultation
 from server.db import session_scope, utcnow
 from server.errors import AccessDenied, InvalidState
 from tests.server.consultations.audit_trail import AuditTrail
-from tests.server.consultations.conftest import PATIENT_DOB, PATIENT_NAME, PRISON_NUMBER, Clinic, set_times
+from tests.server.consultations.conftest import (
+    PATIENT_DOB,
+    PATIENT_NAME,
+    PRISON_NUMBER,
+    Clinic,
+    hub_scope,
+    set_times,
+)
 
 
 def _open(clinic: Clinic, cid: str) -> Consultation:
     """What the signalling hub does when the host's socket is authenticated."""
-    with session_scope(clinic.services.engine) as session:
+    with hub_scope(clinic.services) as session:
         return service.mark_host_present(
             session=session, consultation=service.get_consultation(session=session, consultation_id=cid)
         )
@@ -25,7 +32,7 @@ def _open(clinic: Clinic, cid: str) -> Consultation:
 
 def _start(clinic: Clinic, cid: str, by: str | None = None) -> Consultation:
     """What the signalling hub does when the host presses start."""
-    with session_scope(clinic.services.engine) as session:
+    with hub_scope(clinic.services) as session:
         return service.start_consultation(
             session=session,
             consultation=service.get_consultation(session=session, consultation_id=cid),
@@ -56,6 +63,7 @@ def test_the_whole_life_of_a_consultation_is_audited(clinic: Clinic, audit: Audi
         ("consultation.ended", "success"),
     ]
     assert {e.actor_id for e in audit.events(consultation_id=cid)} == {clinic.host_id}
+    assert {e.patient_id for e in audit.events(consultation_id=cid)} == {clinic.patient_id}
 
 
 def test_identity_check_shows_the_host_who_the_patient_is(clinic: Clinic) -> None:
@@ -85,10 +93,10 @@ def test_only_the_host_checks_identity_records_consent_or_gets_a_join_token(
         assert PATIENT_NAME not in resp.text and PRISON_NUMBER not in resp.text
     stranger = getattr(clinic, f"{who}_id")
     denied = [e for e in audit.events(consultation_id=cid) if e.outcome == "denied"]
-    assert [(e.action, e.actor_id) for e in denied] == [
-        ("consultation.identity_confirmed", stranger),
-        ("consultation.consent_recorded", stranger),
-        ("consultation.join_token_issued", stranger),
+    assert [(e.action, e.actor_id, e.patient_id, e.reason) for e in denied] == [
+        ("consultation.identity_confirmed", stranger, clinic.patient_id, "access_denied"),
+        ("consultation.consent_recorded", stranger, clinic.patient_id, "access_denied"),
+        ("consultation.join_token_issued", stranger, clinic.patient_id, "access_denied"),
     ]
     host_view = clinic.get(f"/{cid}").json()
     assert host_view["identity_confirmed_at"] is None and host_view["consent_recorded_at"] is None
@@ -121,7 +129,8 @@ def test_going_live_needs_identity_and_consent(clinic: Clinic, audit: AuditTrail
     consent = clinic.post(f"{cid}/consent", json={"consent": "verbal", "note": "agreed on camera"})
     assert consent.status_code == 200 and consent.json()["consent_recorded_at"]
     assert _start(clinic, cid).state == "live"
-    assert audit.actions(consultation_id=cid).count(("consultation.started", "denied")) == 2
+    refusals = [e.reason for e in audit.events(consultation_id=cid) if e.outcome == "denied"]
+    assert refusals == ["identity_not_confirmed", "consent_not_recorded"]
 
 
 def test_only_the_host_goes_live(clinic: Clinic) -> None:
