@@ -96,9 +96,6 @@ class Hub:
         self._on_close = on_close
         self._started = False
         self._handlers: dict[str, Handler] = {
-            "offer": self._relay,
-            "answer": self._relay,
-            "ice": self._relay,
             "ping": self._ping,
             "hello": self._second_hello,
             "leave": self.departures.leave,
@@ -306,14 +303,16 @@ class Hub:
                 self._reject(conn, "invalid", exc.code, exc.message, exc.ref)
                 continue
             try:
+                if message.type in RELAY_TYPES:
+                    await self._relay(conn, room, message, raw)
+                    continue
                 await handlers[message.type](conn, room, message)
             except Refusal as refusal:
                 self._reject(conn, message.type, refusal.code, refusal.message, message.id)
                 if refusal.code is ErrorCode.SERVICE_UNAVAILABLE and refusal.close is not None:
                     conn.close(refusal.close, refusal.code.value)
                 continue
-            if message.type not in RELAY_TYPES:
-                self.ctx.count(message.type, "ok")
+            self.ctx.count(message.type, "ok")
 
     def _reject(
         self, conn: Connection, kind: str, code: ErrorCode, message: str, ref: str | None = None
@@ -327,7 +326,7 @@ class Hub:
 
     # --- the hot path ----------------------------------------------------------------------
 
-    async def _relay(self, conn: Connection, room: Room, message: Any) -> None:
+    async def _relay(self, conn: Connection, room: Room, message: Any, raw: str) -> None:
         records = room.records
         me = records.get(conn.participant_id)
         if me is None or me.conn != conn.id:
@@ -343,7 +342,7 @@ class Hub:
             )
         if target.status != "admitted":
             raise Refusal(ErrorCode.NOT_ADMITTED, f'Participant "{target.id}" is not admitted')
-        frame = relay_frame(message, me.id)
+        frame = relay_frame(raw, me.id)
         local = room.local.get(target.id)
         if local is not None and local.id == target.conn:
             local.send(frame)

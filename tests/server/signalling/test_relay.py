@@ -21,7 +21,15 @@ async def test_offer_answer_and_trickled_ice_reach_the_other_side_unchanged(scen
 
     await host.send(type="offer", to=room.id, sdp=SDP, connection_id="conn-0001")
     offer = await room.expect("offer")
-    assert offer == {"v": 1, "type": "offer", "from": host.id, "sdp": SDP, "connection_id": "conn-0001"}
+    # The sender's message as it was validated, with "from" added.
+    assert offer == {
+        "from": host.id,
+        "v": 1,
+        "type": "offer",
+        "to": room.id,
+        "sdp": SDP,
+        "connection_id": "conn-0001",
+    }
 
     await room.send(type="answer", to=host.id, sdp=SDP + "a=x\r\n", connection_id="conn-0001")
     answer = await host.expect("answer")
