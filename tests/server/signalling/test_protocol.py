@@ -1,0 +1,135 @@
+"""The wire protocol's models, the token bucket, and presence compare-and-set (in memory and on Redis)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from server.signalling.limits import SignallingLimits, TokenBucket
+from server.signalling.presence import InMemoryPresence, Presence, RedisPresence
+from server.signalling.protocol import (
+    Admit,
+    ErrorCode,
+    Hello,
+    Ice,
+    Offer,
+    ProtocolError,
+    Relayed,
+    RelayedIce,
+    parse_client_message,
+    relay_frame,
+)
+from tests.support.services import port_open, service_missing
+
+
+def frame(**fields: Any) -> str:
+    return json.dumps({"v": 1, **fields})
+
+
+def test_each_client_message_type_parses_into_its_model() -> None:
+    assert isinstance(parse_client_message(frame(type="hello", join_token="t")), Hello)
+    assert isinstance(parse_client_message(frame(type="admit", participant="room:r-1")), Admit)
+    offer = parse_client_message(frame(type="offer", to="room:r-1", sdp="v=0", connection_id="abcdefgh"))
+    assert isinstance(offer, Offer) and offer.sdp == "v=0"
+    ice = parse_client_message(
+        frame(type="ice", to="room:r-1", candidate="", sdpMid=None, sdpMLineIndex=None, usernameFragment=None)
+    )
+    assert isinstance(ice, Ice) and ice.candidate == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "message"),
+    [
+        ("nope", ErrorCode.BAD_JSON, "The message is not valid JSON"),
+        ('"text"', ErrorCode.INVALID_MESSAGE, "A message must be a JSON object"),
+        (json.dumps({"v": 3, "type": "ping"}), ErrorCode.UNSUPPORTED_VERSION, None),
+        (frame(type="<script>"), ErrorCode.UNKNOWN_TYPE, 'Unknown message type "?"'),
+        (frame(type="offer", to="room:r", sdp="", connection_id="short"), ErrorCode.INVALID_MESSAGE,
+         "Invalid offer message: connection_id, sdp"),
+        (frame(type="hello"), ErrorCode.INVALID_MESSAGE, "Invalid hello message: join_token"),
+    ],
+)  # fmt: skip
+def test_a_bad_frame_says_what_is_wrong_without_echoing_values(
+    raw: str, code: ErrorCode, message: str | None
+) -> None:
+    with pytest.raises(ProtocolError) as refused:
+        parse_client_message(raw)
+    assert refused.value.code is code
+    if message is not None:
+        assert refused.value.message == message
+
+
+def test_the_message_id_comes_back_as_ref_even_when_the_message_is_refused() -> None:
+    with pytest.raises(ProtocolError) as refused:
+        parse_client_message(frame(type="admit", id="x-1", participant="BAD ID"))
+    assert refused.value.ref == "x-1"
+
+
+def test_a_relayed_frame_is_the_validated_message_with_from() -> None:
+    raw = frame(type="offer", id="m1", to="room:r-1", sdp="v=0\r\n\u00e9", connection_id="abcdefgh")
+    parse_client_message(raw)
+    relayed = json.loads(relay_frame(raw, "host:h-1"))
+    assert relayed == {"from": "host:h-1", **json.loads(raw)}
+    assert Relayed.model_validate(relayed).from_ == "host:h-1"
+    ice_raw = frame(type="ice", to="room:r-1", candidate="candidate:1 1 udp 1 1.2.3.4 5 typ host", sdpMid="0")
+    assert RelayedIce.model_validate_json(relay_frame(ice_raw, "host:h-1")).sdpMid == "0"
+
+
+def test_the_token_bucket_allows_bursts_then_the_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    now[0] += 0.5  # one token back
+    assert [bucket.take(), bucket.take()] == [True, False]
+    now[0] += 100
+    assert bucket.tokens == 3
+
+
+def test_limits_refuse_nonsense() -> None:
+    with pytest.raises(ValueError, match="max_message_bytes"):
+        SignallingLimits(max_message_bytes=10)
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def presence(request: pytest.FixtureRequest) -> AsyncIterator[Presence]:
+    if request.param == "memory":
+        yield InMemoryPresence()
+        return
+    if not port_open("127.0.0.1", 6379):
+        service_missing("Redis on 127.0.0.1:6379")
+    client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+    prefix = f"telemed-test-{secrets.token_hex(6)}"
+    try:
+        yield RedisPresence(client, prefix=prefix, room_ttl_s=60, node_ttl_s=5)
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def test_compare_and_set_lets_one_writer_win_and_orders_every_change(presence: Presence) -> None:
+    first = await presence.cas("c1", "p:a", None, '{"s":1}')
+    assert first.ok
+    stored = await presence.get("c1", "p:a")
+    assert stored == f"{first.rev}|" + '{"s":1}'
+
+    # A writer that read "absent" loses, and learns what is there now.
+    late = await presence.cas("c1", "p:a", None, '{"s":2}')
+    assert (late.ok, late.current) == (False, stored)
+
+    second = await presence.cas("c1", "p:a", stored, '{"s":3}')
+    assert second.ok and second.rev > first.rev
+    gone = await presence.cas("c1", "p:a", await presence.get("c1", "p:a"), None)
+    assert gone.ok and gone.rev > second.rev
+    assert await presence.snapshot("c1") == {}
+
+
+async def test_node_heartbeats_say_who_is_alive(presence: Presence) -> None:
+    await presence.node_heartbeat("n1")
+    assert await presence.nodes_alive(["n1", "n2"]) == {"n1"}
