@@ -1166,10 +1166,15 @@
       this.qualityEl.textContent = parts.join(' · ');
       this.qualityEl.className = `quality ${level}`;
       this.figure.dataset.quality = level;
-      if (level === 'poor' && this.lastLevel !== 'poor') {
-        announce(`The connection with ${this.name} is poor. The picture or sound may break up.`, 'warning');
+      // Say it out loud only when it lasts (two samples running), and say when it is over.
+      this.poorSamples = level === 'poor' ? (this.poorSamples || 0) + 1 : 0;
+      if (this.poorSamples === 2) {
+        this.poorWarning = `The connection with ${this.name} is poor. The picture or sound may break up.`;
+        announce(this.poorWarning, 'warning');
+      } else if (level !== 'poor' && this.poorWarning) {
+        if (el.status.textContent === this.poorWarning) announce(`The connection with ${this.name} is better again.`);
+        this.poorWarning = null;
       }
-      this.lastLevel = level;
     }
 
     close() {

@@ -152,19 +152,28 @@ def book(
     *,
     specialist: str = SPECIALIST_NAME,
     starts_in: timedelta = timedelta(0),
+    room_device_id: str | None = None,
     **invite: Any,
 ) -> Booking:
     """Book an hour's consultation as the host, invite the specialist, get the host's join token."""
     http = httpx.Client(base_url=live.direct_url, timeout=10)
     try:
-        return _book(http, live, specialist=specialist, starts_in=starts_in, invite=invite)
+        return _book(
+            http, live, specialist=specialist, starts_in=starts_in, room=room_device_id, invite=invite
+        )
     except BaseException:
         http.close()
         raise
 
 
 def _book(
-    http: httpx.Client, live: LiveServer, *, specialist: str, starts_in: timedelta, invite: dict[str, Any]
+    http: httpx.Client,
+    live: LiveServer,
+    *,
+    specialist: str,
+    starts_in: timedelta,
+    room: str | None,
+    invite: dict[str, Any],
 ) -> Booking:
     resp = http.post("/api/v1/auth/login", json={"username": HOST_USERNAME, "password": PASSWORD})
     assert resp.status_code == 200, resp.text
@@ -175,6 +184,7 @@ def _book(
         json={
             "patient_id": live.patient_id,
             "specialist": {"name": specialist},
+            "room_device_id": room,
             "scheduled_start": start.isoformat(),
             "scheduled_end": (start + timedelta(hours=1)).isoformat(),
         },

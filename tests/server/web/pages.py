@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from playwright.async_api import Page, WebSocket
 
 WAIT_MS = 20_000
+# What a tile says about its connection: a level in words, the round trip and the loss.
+QUALITY_TEXT = re.compile(r"^(Good|Fair|Poor) connection · delay \d+ ms · \d+(\.\d)?% lost$")
 # Pass page.wait_for_function a function ("() => …"), never a bare expression: Playwright
 # evaluates expressions with eval, which the page's Content-Security-Policy forbids.
 

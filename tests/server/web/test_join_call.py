@@ -22,6 +22,7 @@ from tests.server.web.conftest import (
 )
 from tests.server.web.host import Host, hosting
 from tests.server.web.pages import (
+    QUALITY_TEXT,
     RTC_PROBE,
     WAIT_MS,
     Frames,
@@ -151,9 +152,8 @@ async def test_specialist_waits_is_admitted_and_media_flows_both_ways(
             assert isinstance(frame, av.VideoFrame) and frame.width > 0 and frame.height > 0
 
             # Connection quality from getStats, in words.
-            await expect(tile.locator(".quality")).to_contain_text("Good connection", timeout=WAIT_MS)
-            await expect(tile.locator(".quality")).to_contain_text("% lost")
-            await expect(tile.locator(".quality")).to_contain_text(" ms")
+            # (The level depends on the machine's load; loopback itself is "Good".)
+            await expect(tile.locator(".quality")).to_have_text(QUALITY_TEXT, timeout=WAIT_MS)
             await page.screenshot(path=str(tmp_path / "in-call.png"), full_page=True)
 
             # The specialist never sees anything about the patient.
