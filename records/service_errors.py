@@ -3,6 +3,7 @@
 Same shape as ``records.errors`` (``code``, ``status``, ``title``), under its base class::
 
     RecordsError
+    ├── AdminRequired          403 access_denied         -- sign in as an admin
     ├── VersionConflict        409 version_conflict      -- reload the note, then edit
     ├── ReviewClosed           409 review_closed         -- the break-glass review is done
     ├── AlreadyRegistered      409 already_exists        -- the patient is already registered
@@ -17,6 +18,7 @@ from __future__ import annotations
 from records.errors import RecordsError
 
 __all__ = [
+    "AdminRequired",
     "AlreadyRegistered",
     "DocumentTooLarge",
     "InvalidCursor",
@@ -25,6 +27,14 @@ __all__ = [
     "ReviewClosed",
     "VersionConflict",
 ]
+
+
+class AdminRequired(RecordsError):
+    """Only admins may do this (import, register, read the audit trail)."""
+
+    code = "access_denied"
+    status = 403
+    title = "Access denied"
 
 
 class VersionConflict(RecordsError):

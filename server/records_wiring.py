@@ -19,15 +19,18 @@ from device_policy.errors import DevicePolicyError
 from device_policy.errors import KeyBindingMismatch as ProofKeyMismatch
 from device_policy.proof import verify_request_proof
 from records.audit.fhir import FhirSystems
+from records.decisions import Who, refuse
 from records.errors import GrantInvalid, KeyBindingMismatch
 from records.ports import Actor, ConsultationView, DevicePosture, Participant, PostureCheck
-from records.router import RecordsContext, RecordsDeps, make_router
+from records.router import RecordsContext, RecordsDeps, make_router, request_meta
+from records.service_errors import AdminRequired
 from server.consultations.join_tokens import verify_join_token
 from server.consultations.models import Consultation, Invite
 from server.db import utcnow
-from server.deps import AdminUser, CurrentPrincipal, ServicesDep, SessionDep, get_session
+from server.deps import CurrentPrincipal, ServicesDep, SessionDep, get_session
 from server.devices.posture import claimed_nonce, verify_posture
 from server.errors import TelemedError
+from server.identity.models import Role
 from server.services import Services
 
 __all__ = ["consultation_view", "records_router"]
@@ -94,9 +97,19 @@ def records_actor(principal: CurrentPrincipal) -> Actor:
     return _actor(principal)
 
 
-def records_admin(admin: AdminUser, principal: CurrentPrincipal) -> Actor:
-    """The signed-in admin (anyone else is refused by ``AdminUser``)."""
-    return _actor(principal)
+def records_admin(request: Request, principal: CurrentPrincipal, session: SessionDep) -> Actor:
+    """The signed-in admin; anyone else is refused, and the refusal is audited."""
+    actor = _actor(principal)
+    if principal.user.role is not Role.ADMIN:
+        refuse(
+            AdminRequired("This needs the role admin"),
+            session=session,
+            who=Who(actor_id=actor.user_id, actor_role=actor.role, establishment=actor.establishment),
+            meta=request_meta(request),
+            action="records.admin",
+            detail={"path": request.url.path[:200]},
+        )
+    return actor
 
 
 def records_posture(
@@ -133,16 +146,28 @@ def records_posture(
 
 
 def records_participant(
+    request: Request,
     services: ServicesDep,
+    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_join_bearer)],
 ) -> Participant:
     """The participant a bearer join token names (specialists reading shared documents)."""
+    error: GrantInvalid | None = None
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise GrantInvalid("Send your join token as 'Authorization: Bearer …'")
-    try:
-        claims = verify_join_token(jwt=services.jwt, token=credentials.credentials)
-    except TelemedError:
-        raise GrantInvalid("The join token is not valid") from None
+        error = GrantInvalid("Send your join token as 'Authorization: Bearer …'")
+    else:
+        try:
+            claims = verify_join_token(jwt=services.jwt, token=credentials.credentials)
+        except TelemedError as exc:
+            error = GrantInvalid(f"The join token is not valid ({exc.code})")
+    if error is not None:
+        refuse(
+            error,
+            session=session,
+            who=Who(actor_id=None, actor_role="specialist"),
+            meta=request_meta(request),
+            action="share.access",
+        )
     return Participant(
         participant_id=claims.participant_id,
         consultation_id=claims.consultation_id,

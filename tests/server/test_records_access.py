@@ -176,6 +176,9 @@ def test_the_specialist_sees_only_what_the_host_shared_in_the_call(ward: Ward) -
     after = ward.client.get(f"/api/v1/records/shared/{ward.doc_a}/content", headers=specialist)
     assert after.status_code == 404
     assert ward.client.get("/api/v1/records/shared", headers=specialist).json() == []
+    forged = ward.client.get("/api/v1/records/shared", headers={"Authorization": f"Bearer {join[:-4]}AAAA"})
+    assert forged.status_code == 401 and forged.json()["code"] == "grant_invalid"
+    assert [e["outcome"] for e in ward.audit(action="share.access")] == ["denied"]
     reads = ward.audit(action="document.read", actor_id=participant, sort="seq")
     assert [(e["outcome"], e["data"]["document_ids"][0]) for e in reads] == [
         ("allowed", ward.doc_a),

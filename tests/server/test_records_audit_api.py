@@ -80,7 +80,10 @@ def test_fhir_export_of_any_query_pages_with_a_next_link(ward: Ward) -> None:
 def test_only_admins_read_the_audit_log_and_their_reading_is_audited(ward: Ward) -> None:
     for path in ("entries", f"patients/{ward.patient_a}/accesses", "break-glass", "verify"):
         resp = ward.client.get(f"/api/v1/audit/{path}", headers=ward.host)
-        assert resp.status_code == 403, path
+        assert resp.status_code == 403 and resp.json()["code"] == "access_denied", path
+    refused = _get(ward, "entries", action="records.admin", sort="seq")["entries"]
+    assert [(e["actor_id"], e["outcome"]) for e in refused] == [(ward.host_id, "denied")] * 4
+    assert refused[0]["detail"]["path"] == "/api/v1/audit/entries"
     _get(ward, "entries", patient_id=ward.patient_a)
     queries = _get(ward, "entries", action="audit.query")["entries"]
     assert any(q["detail"]["filters"].get("patient_id") == ward.patient_a for q in queries)
