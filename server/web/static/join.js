@@ -45,6 +45,7 @@
     callTitle: $('call-title'),
     waitingLead: $('waiting-lead'),
     waitingNote: $('waiting-note'),
+    hostPresence: $('host-presence'),
     detailName: $('detail-name'),
     detailHost: $('detail-host'),
     detailTime: $('detail-time'),
@@ -745,10 +746,19 @@
     host_left: 'The clinician has left the call for a moment. Please wait here; they will let you in again.',
   };
 
+  /** In the waiting room the server tells us about the clinician only: say whether they are here. */
+  function showHostPresence() {
+    const host = [...state.participants.values()].find((p) => p.role === 'host');
+    el.hostPresence.textContent = host && host.connected
+      ? 'The clinician is online.'
+      : 'The clinician has not joined yet.';
+  }
+
   function enterWaiting(why) {
     closeAllPeers();
     state.status = 'waiting';
     el.waitingLead.textContent = WAITING_LEADS[why] || WAITING_LEADS.joined;
+    showHostPresence();
     el.waitingNote.textContent = 'Please keep this page open. You can check your camera and microphone below.';
     document.title = 'Waiting room – Video consultation';
     show('room', 'waiting');
@@ -791,7 +801,9 @@
 
   function onParticipantEvent(type, p) {
     if (!p || p.id === state.me) return;
-    state.participants.set(p.id, p);
+    if (type === 'participant.left' || type === 'participant.denied') state.participants.delete(p.id);
+    else state.participants.set(p.id, p);
+    if (state.status === 'waiting') showHostPresence();
     if (state.status !== 'admitted') return;
     const peer = state.peers.get(p.id);
     switch (type) {

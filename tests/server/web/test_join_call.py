@@ -338,3 +338,24 @@ async def test_when_the_clinician_leaves_the_specialist_waits_and_when_it_ends_i
             assert await page.evaluate("document.getElementById('self-video').srcObject") is None
             await page.screenshot(path=str(tmp_path / "ended.png"), full_page=True)
         watch.assert_clean()
+
+
+async def test_arriving_before_the_clinician_waits_and_is_told_when_they_are_online(
+    live_server: LiveServer, booking: Booking, chromium: Browser
+) -> None:
+    specialist = booking.specialist_id
+    async with watched_page(chromium) as (page, watch):
+        await page.goto(booking.invite_link)
+        await wait_for_screen(page, "waiting")
+        presence = page.locator("#host-presence")
+        await expect(presence).to_have_text("The clinician has not joined yet.")
+
+        async with hosting(live_server.ws_url, booking.host_join_token) as host:
+            await expect(presence).to_have_text("The clinician is online.")
+            # The host finds them waiting (in its welcome): arriving first admits nobody.
+            await host.sees(specialist, waiting)
+            assert await screen(page) == "waiting"
+            await host.session.admit(specialist)
+            await wait_for_screen(page, "call")
+            await remote_video_playing(page, host.participant_id)
+        watch.assert_clean()
