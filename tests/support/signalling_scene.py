@@ -32,6 +32,7 @@ from device_policy.keys import generate_device_key, key_thumbprint, public_key_b
 from device_policy.policy import DeviceKind as PolicyDeviceKind
 from device_policy.posture_token import issue_posture_token
 from device_policy.proof import sign_request_proof
+from records.audit.log import iter_entries
 from records.models import Patient
 from server.app import create_app
 from server.consultations import invites, joining
@@ -43,7 +44,6 @@ from server.identity.models import Role
 from server.services import Services
 from server.settings import Settings
 from tests.conftest import make_settings
-from tests.server.consultations.audit_trail import AuditTrail
 from tests.server.factories import add_user
 from tests.support.live_server import LiveServer
 from tests.support.services import port_open, service_missing
@@ -414,21 +414,25 @@ def scene(make_scene: SceneFactory) -> Scene:
     return make_scene()
 
 
-@pytest.fixture
-def audit(caplog: pytest.LogCaptureFixture) -> AuditTrail:
-    return AuditTrail(caplog)
+def audit_actions(scene: Scene, consultation_id: str | None = None) -> list[tuple[str, str]]:
+    """``(action, outcome)`` of the ``signalling.*`` events in the audit log, in order."""
+    wanted = consultation_id or scene.consultation_id
+    with session_scope(scene.services.engine) as session:
+        return [
+            (e.action, e.outcome)
+            for e in iter_entries(session=session)
+            if e.action.startswith("signalling.") and e.consultation_id == wanted
+        ]
 
 
-async def audited(
-    audit: AuditTrail, consultation_id: str, *expected: tuple[str, str]
-) -> list[tuple[str, str]]:
-    """Wait until the audit trail holds every ``(action, outcome)`` (the hub writes it in the background)."""
+async def audited(scene: Scene, *expected: tuple[str, str]) -> list[tuple[str, str]]:
+    """Wait until the audit log holds every ``(action, outcome)`` (the hub writes it in the background)."""
     async with asyncio.timeout(TIMEOUT):
         while True:
-            actions = audit.actions(consultation_id=consultation_id)
+            actions = audit_actions(scene)
             if all(e in actions for e in expected):
                 return actions
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)
 
 
 REDIS_URL = os.environ.get("TELEMED_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

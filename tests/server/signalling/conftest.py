@@ -1,7 +1,6 @@
 """Fixtures for the hub tests: a server (or several) per test with a booked consultation."""
 
 from tests.support.signalling_scene import (  # noqa: F401 - fixtures
-    audit,
     make_scene,
     migrated_template,
     redis_overrides,

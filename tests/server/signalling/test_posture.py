@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.server.consultations.audit_trail import AuditTrail
 from tests.support.signalling_scene import Peer, Scene, audited
 
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -47,7 +46,7 @@ async def test_the_welcome_says_relay_only_for_devices_and_when_posture_expires(
 
 
 async def test_a_lapsed_posture_suspends_and_a_fresh_one_brings_the_device_back_to_waiting(
-    scene: Scene, audit: AuditTrail
+    scene: Scene,
 ) -> None:
     host = await scene.join_host()
     token = scene.room_token()
@@ -64,7 +63,7 @@ async def test_a_lapsed_posture_suspends_and_a_fresh_one_brings_the_device_back_
     assert (await room.request("offer", to=host.id, sdp=SDP, connection_id="conn-0001"))[
         "code"
     ] == "suspended"
-    await audited(audit, scene.consultation_id, ("signalling.suspended", "denied"))
+    await audited(scene, ("signalling.suspended", "denied"))
 
     accepted = await room.request("posture", **scene.posture_fields(scene.room, token))
     assert accepted["type"] == "posture.accepted"

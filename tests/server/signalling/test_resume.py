@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.server.consultations.audit_trail import AuditTrail
 from tests.support.signalling_scene import Peer, Scene, SceneFactory, audited
 
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -81,16 +80,14 @@ async def test_a_second_socket_without_the_resume_token_waits_again(scene: Scene
     assert refused["code"] == "not_admitted"
 
 
-async def test_after_the_grace_period_the_others_are_told_it_left(
-    make_scene: SceneFactory, audit: AuditTrail
-) -> None:
+async def test_after_the_grace_period_the_others_are_told_it_left(make_scene: SceneFactory) -> None:
     scene = make_scene(signalling_resume_grace=timedelta(milliseconds=300))
     host, room, token = await in_call(scene)
     room.ws.transport.abort()
     await host.expect("participant.disconnected")
     left = await host.expect("participant.left")
     assert (left["participant"]["id"], left["reason"]) == (room.id, "timeout")
-    await audited(audit, scene.consultation_id, ("signalling.left", "success"))
+    await audited(scene, ("signalling.left", "success"))
 
     late = await scene.join(
         token, resume_token=room.welcome["resume_token"], **scene.posture_fields(scene.room, token)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.server.consultations.audit_trail import AuditTrail
+from jose import jwt as jose_jwt
+
+from records.audit.log import iter_entries
+from server.db import session_scope
 from tests.support.signalling_scene import Scene, audited
 
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -30,8 +33,9 @@ async def test_room_waits_for_a_late_host_who_does_not_admit_it_by_arriving(scen
     assert scene.state() == "open"
 
 
-async def test_host_admits_and_the_admitted_learn_about_each_other(scene: Scene, audit: AuditTrail) -> None:
-    host = await scene.join_host()
+async def test_host_admits_and_the_admitted_learn_about_each_other(scene: Scene) -> None:
+    host_token = scene.host_token()
+    host = await scene.join(host_token)
     room = await scene.join_room()
     joined = await host.expect("participant.joined")
     assert joined["participant"] == {
@@ -52,14 +56,17 @@ async def test_host_admits_and_the_admitted_learn_about_each_other(scene: Scene,
     assert seen["participant"]["id"] == specialist.id
     assert [p["role"] for p in specialist.welcome["participants"]] == ["host"]
 
-    await audited(
-        audit, scene.consultation_id, ("signalling.joined", "success"), ("signalling.admitted", "success")
-    )
+    await audited(scene, ("signalling.joined", "success"), ("signalling.admitted", "success"))
+    with session_scope(scene.services.engine) as session:
+        entry = next(e for e in iter_entries(session=session) if e.action == "signalling.admitted")
+    # Who, on what authority (the host's join token), about which patient, what.
+    assert (entry.actor_id, entry.actor_role) == (host.id, "host")
+    assert entry.authority_jti == jose_jwt.get_unverified_claims(host_token)["jti"]
+    assert entry.patient_id == scene.patient_id
+    assert entry.detail["participant"] == room.id
 
 
-async def test_a_denied_participant_never_receives_an_sdp_and_is_closed(
-    scene: Scene, audit: AuditTrail
-) -> None:
+async def test_a_denied_participant_never_receives_an_sdp_and_is_closed(scene: Scene) -> None:
     host = await scene.join_host()
     room = await scene.join_room()
     await scene.admitted(host, room)
@@ -83,7 +90,7 @@ async def test_a_denied_participant_never_receives_an_sdp_and_is_closed(
     # After the denial the participant is unknown to the relay.
     refused = await host.request("offer", to=specialist.id, sdp=SDP, connection_id=CONN)
     assert refused["code"] == "unknown_participant"
-    await audited(audit, scene.consultation_id, ("signalling.denied", "success"))
+    await audited(scene, ("signalling.denied", "success"))
 
 
 async def test_a_denied_participant_cannot_come_back_with_its_token(scene: Scene) -> None:
@@ -150,9 +157,7 @@ async def test_start_needs_identity_and_consent_then_everyone_is_told_it_is_live
     assert scene.state() == "live"
 
 
-async def test_end_tells_everyone_closes_every_socket_and_nobody_rejoins(
-    scene: Scene, audit: AuditTrail
-) -> None:
+async def test_end_tells_everyone_closes_every_socket_and_nobody_rejoins(scene: Scene) -> None:
     host_token = scene.host_token()
     host = await scene.join(host_token)
     room = await scene.join_room()
@@ -165,7 +170,7 @@ async def test_end_tells_everyone_closes_every_socket_and_nobody_rejoins(
         assert ended["reason"] == "all done"
         assert await peer.closed() == 4410
     assert scene.state() == "ended"
-    await audited(audit, scene.consultation_id, ("signalling.ended", "success"))
+    await audited(scene, ("signalling.ended", "success"))
 
     late = await scene.connect()
     await late.send(type="hello", join_token=host_token)
