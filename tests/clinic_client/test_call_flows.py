@@ -252,10 +252,12 @@ async def test_recording_a_participant_writes_a_playable_file(
     await connected_pair(a, b)
     path = tmp_path / f"room{suffix}"
 
+    # Count from the moment recording starts: frames received before it are not in the file.
+    baseline = a.received_frames("b").video
     recorder = await a.record("b", path)
     await eventually(
-        lambda: a.received_frames("b").video > 30,
-        timeout=8,
+        lambda: a.received_frames("b").video > baseline + 45,
+        timeout=15,
         message=lambda: f"too few frames to record: {a.received_frames('b')}",
     )
     await asyncio.sleep(0.5)
