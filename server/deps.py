@@ -28,15 +28,29 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+def is_refusal(exc: BaseException) -> bool:
+    """A deliberate refusal (4xx with a stable code), as opposed to a failure."""
+    status = getattr(exc, "status", None)
+    return isinstance(getattr(exc, "code", None), str) and isinstance(status, int) and 400 <= status < 500
+
+
 def get_session(services: ServicesDep) -> Iterator[Session]:
-    """A database session for one request: committed on success, rolled back on error."""
+    """A database session for one request.
+
+    Committed on success, and also on a refusal: a refusal is an audit event, and services
+    refuse before they change anything, so what a refusal commits is its own trace. Any
+    other error rolls everything back.
+    """
     with Session(services.engine, expire_on_commit=False) as session:
         try:
             yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
+        except BaseException as exc:
+            if is_refusal(exc):
+                session.commit()
+            else:
+                session.rollback()
             raise
+        session.commit()
 
 
 # scope="function": commit before the response is sent, so a client told "created" can read it at once.

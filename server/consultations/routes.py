@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Annotated
 
@@ -28,7 +28,7 @@ from server.consultations.schemas import (
 )
 from server.deps import CompliantDevice, ServicesDep, SessionDep, StaffUser, get_compliant_device
 from server.devices.posture import PostureContext
-from server.errors import AccessDenied, Conflict, ValidationFailed
+from server.errors import ValidationFailed
 from server.identity.models import Role, User
 from server.services import Services
 
@@ -37,22 +37,8 @@ log = logging.getLogger("telemed.consultations")
 router = APIRouter(prefix="/api/v1", tags=["consultations"])
 
 
-def get_audited_session(services: ServicesDep) -> Iterator[Session]:
-    """A request session that commits on success and also on a refusal: refusals are audit events."""
-    with Session(services.engine, expire_on_commit=False) as session:
-        try:
-            yield session
-        except (AccessDenied, Conflict):
-            # The services change nothing before refusing, so this keeps only the denied events.
-            session.commit()
-            raise
-        except BaseException:
-            session.rollback()
-            raise
-        session.commit()
-
-
-AuditedSession = Annotated[Session, Depends(get_audited_session)]
+# Refusals are committed with their audit events by the shared request session.
+AuditedSession = SessionDep
 
 
 def optional_device(
