@@ -215,6 +215,10 @@ cli.add_typer(records_cli, name="records")
 cli.add_typer(audit_cli, name="audit")
 keys_cli.command("rotate-kek")(rotate_kek)
 
+from server.demo.cli import demo  # noqa: E402 - as above
+
+cli.command("demo")(demo)
+
 
 def main() -> None:
     """Entry point of the ``telemed`` console script."""

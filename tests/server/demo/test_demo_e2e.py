@@ -1,0 +1,150 @@
+"""End to end: ``telemed demo --json`` runs the whole story on a fresh data directory, and
+every step does what it should — the same story a person sees with ``telemed demo``.
+
+The command runs as a child process, as a user would run it: its own server on a loopback
+port, real HTTP and WebSocket clients, aiortc media, ``telemed audit export``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+STORY = [
+    "server",
+    "accounts",
+    "patient",
+    "devices",
+    "schedule",
+    "posture",
+    "identity",
+    "host_join",
+    "room_join",
+    "admit",
+    "live",
+    "media",
+    "document",
+    "note",
+    "end",
+    "grant_after_end",
+    "posture_refused",
+    "audit",
+]
+
+
+def telemed(*args: str, cwd: Path, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+    """Run ``telemed …`` in a child process with this interpreter."""
+    env = {**os.environ, "TMPDIR": str(cwd), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-c", "from server.cli import main; main()", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One ``telemed demo --json --data-dir …`` for the tests of this module."""
+    workdir = tmp_path_factory.mktemp("demo")
+    data_dir = workdir / "data"
+    return telemed("demo", "--json", "--data-dir", str(data_dir), cwd=workdir), data_dir
+
+
+@pytest.fixture(scope="module")
+def timeline(run: tuple[subprocess.CompletedProcess[str], Path]) -> dict[str, Any]:
+    completed, _ = run
+    assert completed.stdout.strip(), f"no JSON on stdout; stderr:\n{completed.stderr[-4000:]}"
+    document: dict[str, Any] = json.loads(completed.stdout)
+    return document
+
+
+def step(timeline: dict[str, Any], key: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(s for s in timeline["steps"] if s["key"] == key)
+    return found
+
+
+def test_every_step_of_the_story_does_what_it_should_and_the_command_exits_0(
+    run: tuple[subprocess.CompletedProcess[str], Path], timeline: dict[str, Any]
+) -> None:
+    completed, _ = run
+    failed = [f"{s['key']}: {s['summary']}" for s in timeline["steps"] if s["outcome"] != "passed"]
+    assert failed == []
+    assert [s["key"] for s in timeline["steps"]] == STORY
+    assert timeline["ok"] is True
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert timeline["server_url"].startswith("http://127.0.0.1:")
+
+
+def test_media_flows_both_ways_with_round_trip_times(timeline: dict[str, Any]) -> None:
+    facts = step(timeline, "media")["facts"]
+    assert facts["frames_laptop_received"] > 0
+    assert facts["frames_room_received"] > 0
+    assert facts["audio_frames_laptop_received"] > 0 and facts["audio_frames_room_received"] > 0
+
+
+def test_the_document_read_under_the_grant_is_the_one_imported(timeline: dict[str, Any]) -> None:
+    imported = step(timeline, "patient")["facts"]
+    read = step(timeline, "document")["facts"]
+    assert read["sha256"] == imported["document_sha256"]
+    assert read["bytes"] == imported["document_bytes"] > 0
+    assert read["scope"] == "documents:read notes:write"
+
+
+def test_the_grant_is_refused_once_the_consultation_has_ended(timeline: dict[str, Any]) -> None:
+    assert step(timeline, "end")["facts"]["consultation_state"] == "ended"
+    refused = step(timeline, "grant_after_end")
+    assert refused["facts"] == {"refused": True, "status": 401, "code": "grant_revoked"}
+    assert "401 grant_revoked" in refused["summary"]
+
+
+def test_a_laptop_with_its_sim_pin_lock_off_is_refused_with_the_remedy(timeline: dict[str, Any]) -> None:
+    facts = step(timeline, "posture_refused")["facts"]
+    assert facts["refused"] is True
+    assert facts["code"] == "policy_failed"
+    assert facts["failed_rules"] == ["sim-pin-lock"]
+    assert "SIM PIN lock" in facts["remediation"]
+    assert step(timeline, "posture")["facts"]["compliant"] is True
+
+
+def test_the_exported_audit_trail_verifies(timeline: dict[str, Any], run: tuple[Any, Path]) -> None:
+    facts = step(timeline, "audit")["facts"]
+    assert facts["ok"] is True and facts["server_ok"] is True
+    assert facts["checkpoints"] >= 1
+    _, data_dir = run
+    exported = (data_dir / "demo" / "audit-export.jsonl").read_text().splitlines()
+    entries = [json.loads(line) for line in exported if json.loads(line)["type"] == "entry"]
+    assert facts["entries"] == len(entries) > 0
+    decisions = {(entry["action"], entry["outcome"]) for entry in entries}
+    # The story's decisions are all on the trail, the refusals too.
+    assert {
+        ("grant.issue", "allowed"),
+        ("document.read", "allowed"),
+        ("note.create", "allowed"),
+        ("consultation.ended", "success"),
+        ("grant.use", "denied"),
+        ("device.check", "failure"),
+    } <= decisions, sorted(decisions)
+    refused_use = next(e for e in entries if (e["action"], e["outcome"]) == ("grant.use", "denied"))
+    assert refused_use["detail"]["reason"] == "grant_revoked"
+
+
+def test_no_password_or_token_is_printed(run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    completed, data_dir = run
+    output = completed.stdout + completed.stderr
+    passwords = [p.read_text().strip() for p in (data_dir / "demo").glob("*.password")]
+    assert len(passwords) == 2
+    for password in passwords:
+        assert password not in output
+    assert "eyJ" not in output  # no JWT (grant, posture, join or access token)
