@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,43 @@ def test_no_password_or_token_is_printed(run: tuple[subprocess.CompletedProcess[
     for password in passwords:
         assert password not in output
     assert "eyJ" not in output  # no JWT (grant, posture, join or access token)
+
+
+def test_keep_running_leaves_a_consultation_to_join_with_the_printed_command(tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path), "COLUMNS": "200"}
+    demo = subprocess.Popen(
+        [sys.executable, "-c", "from server.cli import main; main()", "demo", "--keep-running", "--json"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        lines: list[str] = []
+        for line in demo.stdout:  # the JSON document ends with a lone closing brace
+            lines.append(line)
+            if line == "}\n":
+                break
+        document = json.loads("".join(lines))
+        assert document["ok"] is True, [s for s in document["steps"] if not s["ok"]]
+        keep = document["keep_running"]
+        assert keep["data_dir"].startswith(str(tmp_path))
+        # The exact command, as printed: the password comes from its file, never the output.
+        joined = subprocess.run(
+            ["bash", "-c", keep["join_command"] + " --duration 5 --no-live"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert joined.returncode == 0, joined.stdout + joined.stderr
+    finally:
+        demo.send_signal(signal.SIGINT)
+        _, errors = demo.communicate(timeout=60)
+    assert demo.returncode == 0, errors[-4000:]
+    assert not Path(keep["data_dir"]).exists()  # Ctrl-C cleaned up the temporary data
