@@ -275,8 +275,10 @@ def add_note_version(
             action="note.update",
             note_id=note_id,
         )
+    history = _history(session=session, vault=vault, note=note)
+    # Audit last: the append holds the log's head lock until the transaction commits.
     _allow(session=session, grant=grant, meta=meta, action="note.update", note_id=note.id)
-    return NoteHistory(note=note, versions=_history(session=session, vault=vault, note=note))
+    return NoteHistory(note=note, versions=history)
 
 
 def read_note(

@@ -18,7 +18,7 @@ from records.audit.signing import create_audit_key, load_audit_key
 from records.crypto import BlobStore, FileSystemBlobStore, KekRing, create_kek_file
 from records.errors import KeyConfigError
 
-__all__ = ["Vault", "load_kek_ring", "load_or_create_audit_key"]
+__all__ = ["Vault", "build_vault", "load_kek_ring", "load_or_create_audit_key"]
 
 
 @dataclass(frozen=True)

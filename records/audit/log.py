@@ -198,7 +198,9 @@ def append_entry(*, session: Session, event: EventFields) -> AuditEntry:
     """Append one event to the chain inside the session's transaction; returns the linked entry.
 
     The entry becomes visible (and its seq final) when the caller commits; if the caller
-    rolls back, the entry and the head update vanish together.
+    rolls back, the entry and the head update vanish together. The head row stays locked
+    until then, so append last in a transaction (after its other writes): every auditing
+    transaction queues on that lock, and taking it early invites lock-order deadlocks.
     """
     # Validate before taking the lock, so a bad event never holds up other writers.
     values = event.values()
