@@ -12,10 +12,13 @@ import logging
 import signal
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from server.demo.context import Context
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -65,7 +68,7 @@ def demo(
             if not result.ok or not keep_running:
                 _report(result.to_json(), json_output, log_file, removed=options.remove_data and result.ok)
                 return EXIT_OK if result.ok else EXIT_FAILED
-            await _hold(demo, document, json_output)
+            await _hold(demo.ctx, document, json_output)
             return EXIT_OK
         finally:
             if renderer is not None:
@@ -75,7 +78,7 @@ def demo(
     raise typer.Exit(asyncio.run(main()))
 
 
-async def _hold(demo: Any, document: dict[str, Any], json_output: bool) -> None:
+async def _hold(ctx: Context, document: dict[str, Any], json_output: bool) -> None:
     from server.demo.hold import book_follow_up, run_room_endpoint
 
     stop = asyncio.Event()
@@ -83,13 +86,13 @@ async def _hold(demo: Any, document: dict[str, Any], json_output: bool) -> None:
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-    join = await book_follow_up(demo)
-    room = asyncio.create_task(run_room_endpoint(demo, stop), name="demo-room-endpoint")
+    join = await book_follow_up(ctx)
+    room = asyncio.create_task(run_room_endpoint(ctx, stop), name="demo-room-endpoint")
     if json_output:
         typer.echo(_json({**document, "keep_running": join.to_json()}))
     else:
         _summary(document)
-        kept = "kept" if not demo.options.remove_data else "removed when you stop"
+        kept = "kept" if not ctx.options.remove_data else "removed when you stop"
         console.print(
             f"\n[bold]The server keeps running[/bold] at {join.server_url}\n"
             f"  data:       {join.data_dir} ({kept}; server log in server.log)\n"

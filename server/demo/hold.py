@@ -22,7 +22,7 @@ from pathlib import Path
 from clinic_client.session import SessionError, room_join_token
 from server.demo import cast
 from server.demo.api import bearer
-from server.demo.story import CONSULTATION_LENGTH, ROOM_TAG, Demo
+from server.demo.context import CONSULTATION_LENGTH, ROOM_TAG, Context
 
 log = logging.getLogger("telemed.demo")
 
@@ -92,10 +92,10 @@ def _client_program() -> str:
     return shutil.which("telemed-client") or "telemed-client"
 
 
-async def book_follow_up(demo: Demo) -> JoinInstructions:
+async def book_follow_up(ctx: Context) -> JoinInstructions:
     """Book the follow-up consultation through the API and say how to join it."""
-    api, credentials = demo.api, demo.scene.credentials
-    if api is None or credentials is None or demo.server is None:
+    api, credentials = ctx.api, ctx.scene.credentials
+    if api is None or credentials is None or ctx.server is None:
         raise RuntimeError("the story did not get far enough to keep running")
     access = await api.login(cast.CLINICIAN.username, credentials.password(cast.CLINICIAN))
     start = datetime.now(UTC)
@@ -103,7 +103,7 @@ async def book_follow_up(demo: Demo) -> JoinInstructions:
         "POST",
         "/api/v1/consultations",
         json={
-            "patient_id": demo.scene.patient_id,
+            "patient_id": ctx.scene.patient_id,
             "room_device_id": cast.ROOM.id,
             "scheduled_start": start.isoformat(),
             "scheduled_end": (start + CONSULTATION_LENGTH).isoformat(),
@@ -111,24 +111,25 @@ async def book_follow_up(demo: Demo) -> JoinInstructions:
         headers=bearer(access),
     )
     return JoinInstructions(
-        server_url=demo.server.base_url,
-        data_dir=str(demo.options.data_dir),
+        server_url=ctx.server.base_url,
+        data_dir=str(ctx.options.data_dir),
         consultation_id=str(booked["id"]),
         username=cast.CLINICIAN.username,
-        password_file=str(demo.demo_dir / f"{cast.CLINICIAN.username}.password"),
-        admin_password_file=str(demo.demo_dir / f"{cast.ADMIN.username}.password"),
+        password_file=str(ctx.demo_dir / f"{cast.CLINICIAN.username}.password"),
+        admin_password_file=str(ctx.demo_dir / f"{cast.ADMIN.username}.password"),
         device_id=cast.LAPTOP.id,
-        key_file=str(demo.scene.devices[cast.LAPTOP.id].key_file),
+        key_file=str(ctx.device(cast.LAPTOP).key_file),
     )
 
 
-async def run_room_endpoint(demo: Demo, stop: asyncio.Event) -> None:
+async def run_room_endpoint(ctx: Context, stop: asyncio.Event) -> None:
     """Join whatever is booked for the demo's room now, again after each call, until ``stop``."""
-    async with demo.agent(cast.ROOM) as agent:
+    server_url = ctx.require_server().base_url
+    async with ctx.agent(cast.ROOM) as agent:
         while not stop.is_set():
             try:
-                ticket = await room_join_token(demo.server.base_url if demo.server else "", agent)
-                party = await demo.join_call(ticket.token, ROOM_TAG, agent)
+                ticket = await room_join_token(server_url, agent)
+                party = await ctx.join_call(ticket.token, ROOM_TAG, agent)
             except SessionError as exc:
                 if exc.code != "not_found":
                     log.warning("room endpoint cannot join: %s", exc.code)
