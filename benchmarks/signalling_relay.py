@@ -26,13 +26,14 @@ import asyncio
 import json
 import os
 import secrets
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,6 @@ CANDIDATE = "candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx ra
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -75,6 +74,8 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0
 def seed(env: dict[str, str]) -> tuple[str, str]:
     """Book a consultation starting now; a host join token and a specialist join token."""
     os.environ.update(env)
+    # The server's modules are needed only here, to book what the run uses.
+    from records.models import Patient
     from server.cli import prepare_database
     from server.consultations import invites, joining
     from server.consultations import service as consultations
@@ -96,12 +97,11 @@ def seed(env: dict[str, str]) -> tuple[str, str]:
             role=Role.CLINICIAN,
             display_name="Bench Host",
         )
-        from datetime import date
-
-        from records.models import Patient
-
         patient = Patient(
-            prison_number="B0000AA", name="Bench Patient", date_of_birth=date(1980, 1, 1), establishment="HMP Bench"
+            prison_number="B0000AA",
+            name="Bench Patient",
+            date_of_birth=date(1980, 1, 1),
+            establishment="HMP Bench",
         )
         session.add(patient)
         session.flush()
@@ -181,8 +181,6 @@ def start_bare() -> tuple[subprocess.Popen[bytes], str]:
     process = subprocess.Popen([sys.executable, "-c", BARE_RELAY, str(port)])  # noqa: S603 - our own code
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        import socket
-
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return process, f"ws://127.0.0.1:{port}/"
