@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from records.dbtypes import UTCDateTime
@@ -16,9 +16,8 @@ def _now() -> datetime:
 
 
 class PatientBase(SQLModel):
-    prison_number: str = Field(
-        index=True, unique=True, min_length=2, max_length=32, regex=r"^[A-Za-z0-9/-]+$"
-    )
+    # Format checked where patients are created (records.patients); tables do not validate.
+    prison_number: str = Field(index=True, unique=True, min_length=2, max_length=32)
     name: str = Field(min_length=1, max_length=200)
     date_of_birth: date
     establishment: str = Field(min_length=1, max_length=120)
@@ -30,7 +29,7 @@ class Patient(PatientBase, table=True):
     __tablename__ = "patients"
 
     id: str = Field(default_factory=lambda: uuid.uuid4().hex, primary_key=True, max_length=32)
-    created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
 
 
 class PatientPublic(PatientBase):

@@ -60,9 +60,7 @@ def create_patient(
         session.flush()
     except DbIntegrityError:
         refuse(
-            AlreadyRegistered(
-                f'A patient with prison number "{patient.prison_number}" is already registered'
-            ),
+            AlreadyRegistered("A patient with that prison number is already registered"),
             session=session,
             who=_who(actor),
             meta=meta,

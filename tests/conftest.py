@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,9 +51,7 @@ def _truncate_all(engine: Engine) -> None:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each test using it runs twice: on a SQLite file and on the real PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'telemed.db'}"
-        upgrade_database(url)
-        yield url
+        yield migrated_sqlite(request, tmp_path)
         return
     url = request.getfixturevalue("postgres_url")
     engine = make_engine(url)
@@ -62,11 +61,25 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
+def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated SQLite database, for tests that are not about the database."""
-    url = f"sqlite:///{tmp_path / 'telemed.db'}"
-    upgrade_database(url)
-    return url
+    return migrated_sqlite(request, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated once per session; each test gets a copy (the migrations run once)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "telemed.db"
+    upgrade_database(f"sqlite:///{path}")
+    return path
+
+
+def migrated_sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A private copy of the migrated template database in the test's own directory."""
+    template: Path = request.getfixturevalue("sqlite_template")
+    target = tmp_path / "telemed.db"
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
 
 
 def make_settings(db: str, data_dir: Path, **overrides: object) -> Settings:
