@@ -1,7 +1,8 @@
 """``telemed demo``: the whole product on this machine, in one command.
 
 Exit codes: 0 every step did what it should; 1 a step did not (its line says what
-happened instead); 2 the demo cannot run as asked (a data directory that holds data).
+happened instead); 2 the demo cannot run as asked (a data directory that holds data);
+130 interrupted (Ctrl-C during the story).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rich.console import Console
 if TYPE_CHECKING:
     from server.demo.context import Context
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 console = Console()
 err_console = Console(stderr=True)
@@ -75,7 +76,12 @@ def demo(
                 renderer.close()
             await demo.close()
 
-    raise typer.Exit(asyncio.run(main()))
+    try:
+        code = asyncio.run(main())
+    except KeyboardInterrupt:
+        err_console.print("Interrupted: the server is stopped and the call left.")
+        code = EXIT_INTERRUPTED
+    raise typer.Exit(code)
 
 
 async def _hold(ctx: Context, document: dict[str, Any], json_output: bool) -> None:

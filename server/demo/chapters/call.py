@@ -50,7 +50,7 @@ async def host_joins(ctx: Context) -> Shown:
     if consultation["state"] != "open":
         raise Unexpected(f"the consultation is {consultation['state']!r} with the host present, not open")
     return Shown(
-        f"signed in, join token with posture, socket open as {host.id}; consultation open",
+        f"signed in, join token with posture, socket open as {_short(host.id)}; consultation open",
         {"participant": host.id, "consultation_state": "open"},
     )
 
@@ -156,3 +156,8 @@ async def end_consultation(ctx: Context) -> Shown:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+def _short(participant_id: str) -> str:
+    # host:<32 hex> is long for one line; the JSON facts keep it whole.
+    return participant_id if len(participant_id) <= 18 else participant_id[:13] + "…"
