@@ -3,7 +3,9 @@
 Starts ``telemed serve`` in a child process (SQLite in a temporary directory, development
 settings, the in-process bus; ``--redis URL`` for the Redis bus), books a consultation, joins a
 host and a specialist, admits the specialist, then relays ``--messages`` offer/ICE messages
-(one ~3 KB offer for every nine ~200-byte ICE candidates) from the host to the specialist:
+(one ~3 KB offer for every nine ~200-byte ICE candidates) from the host to the specialist
+(with ``--redis URL --nodes 2``, host and specialist on two server processes, so every
+message crosses Redis pub/sub):
 
 * **throughput**: the host keeps up to ``--window`` messages in flight; messages/s is the
   count over the time until the last one arrives; latency is per message, send to receive
@@ -130,9 +132,9 @@ def seed(env: dict[str, str]) -> tuple[str, str]:
 
 
 def start_telemed(
-    workdir: Path, redis_url: str | None
-) -> tuple[subprocess.Popen[bytes], str, tuple[str, str]]:
-    port = free_port()
+    workdir: Path, redis_url: str | None, nodes: int
+) -> tuple[list[subprocess.Popen[bytes]], list[str], tuple[str, str]]:
+    """Book the consultation, then start ``nodes`` server processes on the same database (and Redis)."""
     env = {
         "TELEMED_ENVIRONMENT": "development",
         "TELEMED_DATA_DIR": str(workdir / "data"),
@@ -140,20 +142,24 @@ def start_telemed(
         "TELEMED_SIGNALLING_BURST": "1000000",
         "TELEMED_LOG_LEVEL": "WARNING",
         "TELEMED_LOG_JSON": "false",
-        "TELEMED_PORT": str(port),
     }
     if redis_url:
         env["TELEMED_REDIS_URL"] = redis_url
         env["TELEMED_REDIS_PREFIX"] = f"bench-{secrets.token_hex(4)}"
     tokens = seed(env)
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-c", "from server.cli import main; main()", "serve"],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_ready(f"http://127.0.0.1:{port}/readyz", process)
-    return process, f"ws://127.0.0.1:{port}/ws/v1/signalling", tokens
+    processes, urls = [], []
+    for _ in range(nodes):
+        port = free_port()
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-c", "from server.cli import main; main()", "serve"],
+            env={**os.environ, **env, "TELEMED_PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        processes.append(process)
+        wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+        urls.append(f"ws://127.0.0.1:{port}/ws/v1/signalling")
+    return processes, urls, tokens
 
 
 BARE_RELAY = """
@@ -246,9 +252,12 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-async def telemed_pair(url: str, tokens: tuple[str, str]) -> tuple[ClientConnection, ClientConnection, str]:
-    host = await connect(url, max_size=2**20)
-    specialist = await connect(url, max_size=2**20)
+async def telemed_pair(
+    urls: list[str], tokens: tuple[str, str]
+) -> tuple[ClientConnection, ClientConnection, str]:
+    """Host on the first node, specialist on the last (the same one unless ``--nodes 2``)."""
+    host = await connect(urls[0], max_size=2**20)
+    specialist = await connect(urls[-1], max_size=2**20)
 
     async def hello(ws: ClientConnection, token: str) -> dict[str, Any]:
         await ws.send(json.dumps({"v": 1, "type": "hello", "join_token": token}))
@@ -295,13 +304,18 @@ async def measure(
 async def main(args: argparse.Namespace) -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="telemed-bench-") as tmp:
-        process, url, tokens = start_telemed(Path(tmp), args.redis)
+        if args.nodes > 1 and not args.redis:
+            raise SystemExit("--nodes 2 needs --redis")
+        processes, urls, tokens = start_telemed(Path(tmp), args.redis, args.nodes)
         try:
             label = "telemed hub" + (" (Redis bus)" if args.redis else "")
-            results.append(await measure(label, lambda: telemed_pair(url, tokens), args))
+            if args.nodes > 1:
+                label += ", across 2 nodes"
+            results.append(await measure(label, lambda: telemed_pair(urls, tokens), args))
         finally:
-            process.terminate()
-            process.wait(10)
+            for process in processes:
+                process.terminate()
+                process.wait(10)
     if not args.no_bare:
         bare, bare_url = start_bare()
         try:
@@ -325,5 +339,8 @@ if __name__ == "__main__":
     parser.add_argument("--window", type=int, default=64, help="messages in flight at most")
     parser.add_argument("--latency-samples", type=int, default=1000)
     parser.add_argument("--redis", default=None, help="use the Redis bus at this URL")
+    parser.add_argument(
+        "--nodes", type=int, choices=(1, 2), default=1, help="2: sender and receiver on two nodes"
+    )
     parser.add_argument("--no-bare", action="store_true", help="skip the bare relay baseline")
     asyncio.run(main(parser.parse_args()))

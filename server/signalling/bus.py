@@ -124,11 +124,16 @@ class RedisBus:
     re-subscribes every channel; messages published meanwhile are lost (see module doc).
     """
 
-    def __init__(self, client: aioredis.Redis, *, retry_max_s: float = 5.0) -> None:
+    def __init__(
+        self, client: aioredis.Redis, *, retry_max_s: float = 5.0, max_backlog: int = 10_000, batch: int = 256
+    ) -> None:
         self._redis = client
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._subs = _Subscriptions()
         self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=max_backlog)
+        self._batch = batch
         self._retry_max_s = retry_max_s
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -136,8 +141,18 @@ class RedisBus:
     async def start(self) -> None:
         if self._reader is None:
             self._reader = asyncio.create_task(self._read_forever(), name="redis-bus-reader")
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_forever(), name="redis-bus-writer")
 
     async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # Give what is queued a moment to leave, then stop.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.join(), 1.0)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.cancel()
@@ -147,7 +162,36 @@ class RedisBus:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def publish(self, channel: str, data: bytes) -> None:
-        await self._redis.publish(channel, data)
+        """Queue for the writer, which sends in order and pipelines what has piled up.
+
+        A relay must not wait for a Redis round trip per message; one writer per node keeps
+        the order every publisher relies on.
+        """
+        try:
+            self._outbox.put_nowait((channel, data))
+        except asyncio.QueueFull:
+            log.warning("redis bus backlog full; dropping a message", extra={"channel": channel})
+
+    async def _write_forever(self) -> None:
+        while True:
+            items = [await self._outbox.get()]
+            while len(items) < self._batch and not self._outbox.empty():
+                items.append(self._outbox.get_nowait())
+            try:
+                if len(items) == 1:
+                    await self._redis.publish(*items[0])
+                else:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for channel, data in items:
+                            pipe.publish(channel, data)
+                        await pipe.execute()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning(
+                    "redis bus could not publish; messages lost", extra={"error_type": type(exc).__name__}
+                )
+            finally:
+                for _ in items:
+                    self._outbox.task_done()
 
     async def subscribe(self, channel: str, handler: Handler) -> None:
         async with self._lock:
