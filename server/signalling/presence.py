@@ -152,10 +152,14 @@ class Presence(Protocol):
 class InMemoryPresence:
     """Presence for one process (the embedded default; also shared by hubs in one test)."""
 
-    def __init__(self, *, node_ttl_s: float = 15.0, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self, *, room_ttl_s: float = 3600.0, node_ttl_s: float = 15.0, clock: Any = time.monotonic
+    ) -> None:
         self._rooms: dict[str, dict[str, str]] = {}
         self._revs: dict[str, int] = {}
+        self._touched: dict[str, float] = {}
         self._nodes: dict[str, float] = {}
+        self._room_ttl_s = room_ttl_s
         self._node_ttl_s = node_ttl_s
         self._clock = clock
 
@@ -172,6 +176,7 @@ class InMemoryPresence:
             return CasResult(ok=False, rev=0, current=current)
         rev = self._revs.get(consultation_id, 0) + 1
         self._revs[consultation_id] = rev
+        self._touched[consultation_id] = self._clock()
         if new is None:
             room.pop(field, None)
         else:
@@ -179,7 +184,14 @@ class InMemoryPresence:
         return CasResult(ok=True, rev=rev, current=None)
 
     async def touch(self, consultation_ids: Iterable[str]) -> None:
-        return None
+        now = self._clock()
+        for cid in consultation_ids:
+            self._touched[cid] = now
+        # Like the Redis hash's TTL: forget consultations nobody has touched for a while.
+        for cid, at in list(self._touched.items()):
+            if now - at > self._room_ttl_s:
+                self._rooms.pop(cid, None)
+                self._touched.pop(cid, None)
 
     async def node_heartbeat(self, node: str) -> None:
         self._nodes[node] = self._clock() + self._node_ttl_s

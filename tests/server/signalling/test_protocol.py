@@ -133,3 +133,14 @@ async def test_compare_and_set_lets_one_writer_win_and_orders_every_change(prese
 async def test_node_heartbeats_say_who_is_alive(presence: Presence) -> None:
     await presence.node_heartbeat("n1")
     assert await presence.nodes_alive(["n1", "n2"]) == {"n1"}
+
+
+async def test_presence_in_memory_forgets_consultations_nobody_touches() -> None:
+    now = [0.0]
+    presence = InMemoryPresence(room_ttl_s=60, clock=lambda: now[0])
+    await presence.cas("old", "c", None, '{"state":"ended"}')
+    await presence.cas("busy", "c", None, '{"state":"live"}')
+    now[0] = 61
+    await presence.touch(["busy"])
+    assert await presence.snapshot("old") == {}
+    assert await presence.snapshot("busy") != {}
