@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
+from server.demo.render import TimelineRenderer, render_json
+
 if TYPE_CHECKING:
     from server.demo.context import Context
 
@@ -42,24 +44,21 @@ def demo(
     json_output: bool = typer.Option(False, "--json", help="Print the timeline as JSON, for machines."),
 ) -> None:
     """Run the whole product on this machine: one consultation from booking to a verified audit trail."""
-    # Imported here: the story pulls in aiortc, which no other telemed command needs.
-    from server.demo.story import Demo, DemoOptions
-
     chosen = data_dir.expanduser().resolve() if data_dir is not None else None
     if chosen is not None and chosen.exists() and (not chosen.is_dir() or any(chosen.iterdir())):
         err_console.print(f"[red]{chosen} already holds data;[/red] give a new or empty directory.")
         raise typer.Exit(EXIT_USAGE)
-    where = chosen or Path(tempfile.mkdtemp(prefix="telemed-demo-"))
-    options = DemoOptions(data_dir=where, remove_data=chosen is None)
-    log_file = _log_to_file(where)
-
-    from server.demo.render import TimelineRenderer
-
     renderer = None if json_output else TimelineRenderer(console)
     if renderer is not None:
         console.print(
             "[bold]telemed demo[/bold] · a prison video consultation from booking to audit, on this machine\n"
         )
+    # Imported here: the story pulls in aiortc, which no other telemed command needs.
+    from server.demo.story import Demo, DemoOptions
+
+    where = chosen or Path(tempfile.mkdtemp(prefix="telemed-demo-"))
+    options = DemoOptions(data_dir=where, remove_data=chosen is None)
+    log_file = _log_to_file(where)
 
     async def main() -> int:
         demo = Demo(options, renderer)
@@ -67,7 +66,7 @@ def demo(
             result = await demo.run()
             document: dict[str, Any] = result.to_json()
             if not result.ok or not keep_running:
-                _report(result.to_json(), json_output, log_file, removed=options.remove_data and result.ok)
+                _report(document, json_output, log_file, removed=options.remove_data and result.ok)
                 return EXIT_OK if result.ok else EXIT_FAILED
             await _hold(demo.ctx, document, json_output)
             return EXIT_OK
@@ -95,7 +94,7 @@ async def _hold(ctx: Context, document: dict[str, Any], json_output: bool) -> No
     join = await book_follow_up(ctx)
     room = asyncio.create_task(run_room_endpoint(ctx, stop), name="demo-room-endpoint")
     if json_output:
-        typer.echo(_json({**document, "keep_running": join.to_json()}))
+        typer.echo(render_json({**document, "keep_running": join.to_json()}))
     else:
         _summary(document)
         kept = "kept" if not ctx.options.remove_data else "removed when you stop"
@@ -117,7 +116,7 @@ async def _hold(ctx: Context, document: dict[str, Any], json_output: bool) -> No
 
 def _report(document: dict[str, Any], json_output: bool, log_file: Path, *, removed: bool) -> None:
     if json_output:
-        typer.echo(_json(document))
+        typer.echo(render_json(document))
         return
     _summary(document)
     if not document["ok"]:
@@ -140,12 +139,6 @@ def _summary(document: dict[str, Any]) -> None:
             f"\n[bold red]✗ {failed} step{'s' if failed != 1 else ''} failed[/bold red]"
             f"{f', {skipped} not run' if skipped else ''} ({seconds:.1f} s)."
         )
-
-
-def _json(document: dict[str, Any]) -> str:
-    from server.demo.render import render_json
-
-    return render_json(document)
 
 
 def _log_to_file(data_dir: Path) -> Path:

@@ -71,6 +71,16 @@ def timeline(run: tuple[subprocess.CompletedProcess[str], Path]) -> dict[str, An
     return document
 
 
+def server_problems(data_dir: Path) -> str:
+    """The warnings and errors in the demo's server log, to tell why a step failed."""
+    try:
+        lines = (data_dir / "server.log").read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "no server log"
+    problems = [line for line in lines if '"level": "WARNING"' in line or '"level": "ERROR"' in line]
+    return "\n".join(problems[-30:]) or "no warnings or errors in the server log"
+
+
 def step(timeline: dict[str, Any], key: str) -> dict[str, Any]:
     found: dict[str, Any] = next(s for s in timeline["steps"] if s["key"] == key)
     return found
@@ -79,9 +89,9 @@ def step(timeline: dict[str, Any], key: str) -> dict[str, Any]:
 def test_every_step_of_the_story_does_what_it_should_and_the_command_exits_0(
     run: tuple[subprocess.CompletedProcess[str], Path], timeline: dict[str, Any]
 ) -> None:
-    completed, _ = run
+    completed, data_dir = run
     failed = [f"{s['key']}: {s['summary']}" for s in timeline["steps"] if s["outcome"] != "passed"]
-    assert failed == []
+    assert failed == [], server_problems(data_dir)
     assert [s["key"] for s in timeline["steps"]] == STORY
     assert timeline["ok"] is True
     assert completed.returncode == 0, completed.stderr[-4000:]
