@@ -127,7 +127,7 @@ class EmbeddedServer:
         while time.monotonic() < deadline:
             if self._thread is None or not self._thread.is_alive():
                 why = f": {type(self._error).__name__}: {self._error}" if self._error else ""
-                raise ServerStartError(f"the server stopped during startup{why}")
+                raise ServerStartError(f"the server stopped during startup{why} (its log says why)")
             try:
                 response = httpx.get(f"{self.base_url}/readyz", timeout=2.0)
             except httpx.HTTPError as exc:
