@@ -236,7 +236,8 @@ def _stream(document: Document, chunks: PlaintextStream) -> StreamingResponse:
 
 def make_router(deps: RecordsDeps) -> APIRouter:
     """Build the records and audit API around the host's dependencies."""
-    SessionDep = Annotated[Session, Depends(deps.session)]
+    # scope="function": commit before the response is sent (see server/deps.py).
+    SessionDep = Annotated[Session, Depends(deps.session, scope="function")]
     ActorDep = Annotated[Actor, Depends(deps.actor)]
     AdminDep = Annotated[Actor, Depends(deps.admin)]
     PostureDep = Annotated[PostureCheck, Depends(deps.posture)]

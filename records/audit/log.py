@@ -136,21 +136,28 @@ def _insert_ignore(conn: Connection, table: Any, values: Mapping[str, Any], key:
         stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
     else:  # pragma: no cover - only the two supported databases
         stmt = insert(table).values(**values)
-    return int(conn.execute(stmt).rowcount or 0)
+    # Count the rows RETURNING hands back: the driver's rowcount is not reliable here
+    # (psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING through SQLAlchemy).
+    return len(conn.execute(stmt.returning(table.c[key])).all())
 
 
 def _ensure_head_row(conn: Connection) -> None:
     # The migration inserts the head; it can only be missing on a wiped (test) database.
-    # An empty head over existing entries would fork the chain, so that is refused.
-    existing = conn.execute(select(func.count()).select_from(_ENTRIES)).scalar_one()
-    if existing:
-        raise AuditLogCorrupt(f"The audit head row is missing while {existing} entries exist")
-    _insert_ignore(
+    # Create it first and look at the entries after: a concurrent writer that created it
+    # a moment ago makes our insert a no-op (it waits for that writer's commit), and we
+    # simply take the row it made. Only the writer whose insert took effect holds the new
+    # row, and an empty head over existing entries would fork the chain, so that is refused.
+    inserted = _insert_ignore(
         conn,
         _HEAD,
         {"id": HEAD_ID, "seq": 0, "entry_hash": GENESIS_HASH, "frontier": "[]"},
         "id",
     )
+    if not inserted:
+        return
+    existing = conn.execute(select(func.count()).select_from(_ENTRIES)).scalar_one()
+    if existing:
+        raise AuditLogCorrupt(f"The audit head row is missing while {existing} entries exist")
 
 
 def _lock_and_advance(conn: Connection) -> tuple[int, str, list[str]]:

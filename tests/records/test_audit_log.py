@@ -134,6 +134,41 @@ def test_a_head_that_no_entry_backs_is_never_signed(engine: Engine) -> None:
         create_checkpoint(session=session, private_key=KEY)
 
 
+def test_a_missing_head_over_existing_entries_is_refused_not_forked(engine: Engine) -> None:
+    append_many(engine, 2)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_head"))
+    with Session(engine) as session, pytest.raises(AuditLogCorrupt, match="missing while 2 entries"):
+        append_entry(session=session, event=event(3))
+    with Session(engine) as session:
+        assert [e.seq for e in iter_entries(session=session)] == [1, 2]
+
+
+def test_writers_racing_on_a_wiped_head_recreate_it_once(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_head"))
+    threads = 6
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def writer(index: int) -> None:
+        try:
+            start.wait()
+            with Session(engine) as session:
+                append_entry(session=session, event=event(index))
+                session.commit()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=writer, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    assert _seqs(engine) == list(range(1, threads + 1))
+
+
 def test_export_lines_are_checkpoints_then_entries_in_order(engine: Engine) -> None:
     append_many(engine, 3)
     checkpoint(engine, KEY)
