@@ -194,8 +194,13 @@ def install_error_handlers(app: FastAPI, library_errors: Iterable[type[Exception
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_MEDIA_TYPE)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", extra={"error_type": type(exc).__name__})
-        return problem_response(request, TelemedError("An unexpected error occurred"))
+        # Starlette runs this outside the request middleware, whose request id is gone by now.
+        request_id = getattr(request.state, "request_id", None)
+        log.exception("unhandled error", extra={"error_type": type(exc).__name__, "request_id": request_id})
+        response = problem_response(request, TelemedError("An unexpected error occurred"))
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        return response
 
     app.add_exception_handler(TelemedError, on_telemed_error)
     for base in library_errors:
