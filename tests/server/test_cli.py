@@ -10,9 +10,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import httpx
 import pytest
+import typer.main
+from typer.testing import CliRunner
 
+from clinic_client.cli import app as client_cli
+from clinic_client.device_cli import app as device_cli
+from server.cli import cli as server_cli
 from tests.support.services import free_port
 
 TELEMED = [sys.executable, "-m", "server.cli"]
@@ -126,9 +132,48 @@ def test_production_refuses_default_secret(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["serve"], ["init"], ["user", "add"], ["keys", "rotate"], ["db", "upgrade"]]
+    "command",
+    [
+        [],
+        ["serve"],
+        ["init"],
+        ["user", "add"],
+        ["user", "list"],
+        ["user", "disable"],
+        ["keys", "rotate"],
+        ["db", "upgrade"],
+    ],
 )
 def test_help_on_each_command(command: list[str], tmp_path: Path) -> None:
     result = run_cli(*command, "--help", data_dir=tmp_path)
     assert result.returncode == 0
-    assert "Usage" in result.stdout
+    assert re.search(rf"Usage: \S+ -m server\.cli {' '.join(command)}\s*\[OPTIONS\]", result.stdout), (
+        result.stdout
+    )
+    assert not (tmp_path / "telemed.db").exists(), "--help must not create or migrate the database"
+
+
+def _commands(group: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    yield path
+    for name, sub in getattr(group, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+SCRIPTS = {"telemed": server_cli, "telemed-client": client_cli, "telemed-device": device_cli}
+EVERY_COMMAND = [
+    (script, path) for script, app in SCRIPTS.items() for path in _commands(typer.main.get_command(app))
+]
+
+
+@pytest.mark.parametrize(("script", "path"), EVERY_COMMAND, ids=[" ".join((s, *p)) for s, p in EVERY_COMMAND])
+def test_every_command_of_every_script_has_help(script: str, path: tuple[str, ...]) -> None:
+    """In process (fast), so commands added later are covered without listing them here."""
+    command = typer.main.get_command(SCRIPTS[script])
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    result = CliRunner().invoke(SCRIPTS[script], [*path, "--help"], prog_name=script, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"Usage: {' '.join((script, *path))} [OPTIONS]" in result.output
+    assert command.help, f"{' '.join(path)} has no help text"
+    summary = " ".join(command.help.split("\n\n")[0].split())[:60]
+    assert summary in " ".join(result.output.split()), result.output
