@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -89,6 +90,10 @@ def test_serve_then_init_then_login_with_printed_credentials(
     log = (tmp_path / "serve.log").read_text()
     assert password.group(1) not in log
     assert resp.json()["access_token"] not in log
+    # JSON lines; the sign-in's access line carries the request id the response was given.
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+    access = [line for line in lines if line.get("route") == "/api/v1/auth/login"]
+    assert [(a["status"], a["request_id"]) for a in access] == [(200, resp.headers["x-request-id"])]
 
 
 def test_user_commands_and_key_rotation(tmp_path: Path) -> None:
