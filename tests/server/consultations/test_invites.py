@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,6 +85,29 @@ def test_an_invite_works_once(clinic: Clinic, audit: AuditTrail) -> None:
     assert again.status_code == 410 and again.json()["code"] == "invite_used"
     assert token not in again.text
     assert audit.actions(consultation_id=cid)[-1] == ("consultation.invite_redeemed", "denied")
+
+
+def test_of_concurrent_redemptions_exactly_one_gets_in(clinic: Clinic, audit: AuditTrail) -> None:
+    cid = clinic.book(specialist={"name": "Dr Remote"})["id"]
+    token = _token(_invite(clinic, cid)["link"])
+    answers: list[tuple[int, str]] = []
+    start = threading.Barrier(6)
+
+    def redeem() -> None:
+        start.wait()
+        resp = clinic.client.post(REDEEM, json={"token": token})
+        answers.append((resp.status_code, resp.json().get("code", "redeemed")))
+
+    threads = [threading.Thread(target=redeem) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(answers) == [(200, "redeemed")] + [(410, "invite_used")] * 5
+    redeemed = [a for a in audit.actions(consultation_id=cid) if a[0] == "consultation.invite_redeemed"]
+    assert sorted(redeemed) == [("consultation.invite_redeemed", "denied")] * 5 + [
+        ("consultation.invite_redeemed", "success")
+    ]
 
 
 def test_an_expired_invite_is_refused(clinic: Clinic) -> None:
