@@ -8,6 +8,7 @@ admitted, and sends marked synthetic video whose frame counter the others must s
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -24,16 +25,18 @@ from clinic_client.session import (
     redeem_invite,
     room_join_token,
 )
+from clinic_client.signalling import RequestRefused
 from device_policy.facts import FactSet
 from device_policy.policy import DeviceKind, Platform
 from tests.server.devices.helpers import collected_facts
 from tests.server.factories import PASSWORD
-from tests.support.loopback import fresh_video
+from tests.support.loopback import eventually, fresh_video
 from tests.support.signalling_scene import Scene, SceneFactory
 
 pytestmark = pytest.mark.slow
 
 TAGS = {"host": 1, "room": 2, "specialist": 3}
+SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 QUICK = RecoveryPolicy(restart_after_s=0.5, polite_extra_s=1.0, check_interval_s=0.25)
 
 
@@ -184,3 +187,89 @@ async def test_resume_after_the_socket_is_cut_mid_call(call: Call) -> None:
         )
     )
     await media_flows([host, room])
+
+
+async def _send_raw(party: Party, frame: str) -> None:
+    """A frame the SDK would never send, on the party's own socket (the one carrying its call)."""
+    ws = party.session.client._ws
+    assert ws is not None
+    await ws.send(frame)
+
+
+def _connection_ids(a: Party, b: Party) -> tuple[str, str]:
+    """The peer connection each side has with the other (a new one would mean the call broke)."""
+    ids = []
+    for me, other in ((a, b), (b, a)):
+        assert me.session.call is not None
+        peer = me.session.call.peer(other.id)
+        assert peer is not None
+        ids.append(peer.connection_id)
+    return ids[0], ids[1]
+
+
+async def _refused(party: Party, kind: str, **fields: object) -> str:
+    """Send a control-shaped message with an id; the code of the error that refers to it."""
+    with pytest.raises(RequestRefused) as refused:
+        await party.session.client.request(kind, timeout=10, **fields)
+    return refused.value.code
+
+
+async def test_bad_messages_each_get_their_error_and_the_call_in_progress_is_unaffected(call: Call) -> None:
+    host = await call.host()
+    room = await call.room()
+    await call.admit(host, room)
+    await media_flows([host, room])
+    connections = _connection_ids(host, room)
+    specialist = await call.specialist()  # waiting: nobody admitted it
+    # Another consultation, in progress at the same time with its own admitted participant.
+    other_id = call.scene.book(host_user_id=call.scene.other_host_user_id)
+    other_host = await call.scene.join_host(other_id)
+    stranger = await call.scene.join_specialist(other_id)
+    await call.scene.admitted(other_host, stranger)
+
+    # Malformed and oversize: no id to refer to, the error comes anyway.
+    client = room.session.client
+    await _send_raw(room, "{not json")
+    await eventually(
+        lambda: client.last_error is not None and client.last_error.data["code"] == "bad_json",
+        timeout=10,
+        message="no bad_json error",
+    )
+    big = {"v": 1, "type": "offer", "to": host.id, "sdp": "a" * 70_000, "connection_id": "conn-big-01"}
+    await _send_raw(room, json.dumps(big))
+    await eventually(
+        lambda: client.last_error is not None and client.last_error.data["code"] == "message_too_large",
+        timeout=10,
+        message="no message_too_large error",
+    )
+    assert await _refused(room, "offer", to=host.id, sdp=SDP, connection_id="bad id!") == "invalid_message"
+
+    # Out of order: a second hello, host commands from the room, signalling before admission,
+    # admitting someone already admitted, going live before identity and consent.
+    assert await _refused(room, "hello", join_token="x") == "already_joined"
+    assert await _refused(room, "admit", participant=specialist.id) == "not_host"
+    assert await _refused(room, "offer", to=specialist.id, sdp=SDP, connection_id="conn-ooo-01") == (
+        "not_admitted"
+    )
+    assert await _refused(specialist, "offer", to=host.id, sdp=SDP, connection_id="conn-ooo-02") == (
+        "not_admitted"
+    )
+    assert await _refused(host, "admit", participant=room.id) == "invalid_state"
+    assert await _refused(host, "start") == "invalid_state"
+
+    # Across consultations, both ways.
+    assert await _refused(room, "offer", to=stranger.id, sdp=SDP, connection_id="conn-xc-01") == (
+        "unknown_participant"
+    )
+    refused = await stranger.request("offer", to=room.id, sdp=SDP, connection_id="conn-xc-02")
+    assert (refused["type"], refused["code"]) == ("error", "unknown_participant")
+
+    # The call went on: same sockets, same peer connections, live video both ways.
+    await media_flows([host, room])
+    for party in (host, room):
+        assert party.session.client.state == "open" and party.session.client.reconnects == 0
+        assert party.session.state.status == "admitted"
+    assert _connection_ids(host, room) == connections
+    # And so did the other consultation.
+    await other_host.send(type="offer", to=stranger.id, sdp=SDP, connection_id="conn-xc-03")
+    assert (await stranger.expect("offer"))["connection_id"] == "conn-xc-03"
