@@ -3,8 +3,10 @@
 :class:`ConsultationSession` ties a :class:`~clinic_client.signalling.SignallingClient` to a
 :class:`~clinic_client.call.Call`: when the server admits us it connects media to every
 admitted participant, hangs up with anyone who leaves, is sent back, suspended or denied,
-hangs up with everyone when we are sent back or suspended, and after a resumed socket
-negotiates fresh peer connections for the media paths that broke (aiortc has no ICE restart).
+hangs up with everyone when we are sent back or suspended, after a resumed socket
+negotiates fresh peer connections for the media paths that broke (aiortc has no ICE restart),
+and hands the call every set of TURN credentials the server sends (the welcome's, then each
+renewal before they expire), so a recovery late in a long consultation still gets a relay.
 
 Example — a clinician hosting from a laptop::
 
@@ -369,6 +371,10 @@ class ConsultationSession:
         if kind in ("offer", "answer", "ice") and event.sender and self.call is not None:
             payload = dict(event.data)
             await self.call.handle_remote(event.sender, kind, payload)
+        elif kind == "ice_servers" and event.ice is not None and self.call is not None:
+            # Fresh TURN credentials: live peer connections keep their allocations, and
+            # every new one (recovery, restart, someone admitted later) uses these.
+            self.call.update_ice(event.ice)
         elif kind == "admitted":
             for participant in event.participants:
                 self._others[participant.id] = participant

@@ -108,6 +108,23 @@ class Participant:
         )
 
 
+def ice_config(data: Mapping[str, Any]) -> IceConfig:
+    """The :class:`IceConfig` of a ``welcome`` or ``ice_servers`` message."""
+    servers = tuple(
+        IceServer(
+            urls=tuple(s["urls"]) if isinstance(s["urls"], list) else (str(s["urls"]),),
+            username=s.get("username"),
+            credential=s.get("credential"),
+        )
+        for s in data.get("ice_servers", [])
+    )
+    return IceConfig(servers=servers, policy="relay" if data.get("ice_policy") == "relay" else "all")
+
+
+def _timestamp(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), UTC) if value else None
+
+
 @dataclass(frozen=True)
 class Welcome:
     """The server's answer to ``hello``: who we are, where we wait, how to reach TURN."""
@@ -123,19 +140,11 @@ class Welcome:
     ice: IceConfig
     participants: tuple[Participant, ...]
     posture_expires_at: datetime | None
+    ice_expires_at: datetime | None = None
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Welcome:
         """Read a ``welcome`` message."""
-        servers = tuple(
-            IceServer(
-                urls=tuple(s["urls"]) if isinstance(s["urls"], list) else (str(s["urls"]),),
-                username=s.get("username"),
-                credential=s.get("credential"),
-            )
-            for s in data.get("ice_servers", [])
-        )
-        expires = data.get("posture_expires_at")
         return cls(
             participant_id=str(data["participant_id"]),
             role=str(data["role"]),
@@ -145,9 +154,10 @@ class Welcome:
             status=str(data["status"]),
             resumed=bool(data.get("resumed", False)),
             resume_grace_s=int(data.get("resume_grace_s", 0)),
-            ice=IceConfig(servers=servers, policy="relay" if data.get("ice_policy") == "relay" else "all"),
+            ice=ice_config(data),
             participants=tuple(Participant.from_wire(p) for p in data.get("participants", [])),
-            posture_expires_at=datetime.fromtimestamp(int(expires), UTC) if expires else None,
+            posture_expires_at=_timestamp(data.get("posture_expires_at")),
+            ice_expires_at=_timestamp(data.get("ice_expires_at")),
         )
 
 
@@ -158,7 +168,8 @@ class ServerEvent:
     ``type`` is the protocol's message type (``admitted``, ``participant.joined``, ``offer``,
     ``consultation.ended``…). ``participant`` is filled for ``participant.*`` events,
     ``participants`` for ``admitted``, ``sender`` for offer/answer/ice, ``welcome`` for
-    ``reconnected``; ``data`` is the whole message.
+    ``reconnected``, ``ice`` and ``expires_at`` for ``ice_servers`` (fresh TURN
+    credentials); ``data`` is the whole message.
     """
 
     type: str
@@ -169,12 +180,15 @@ class ServerEvent:
     reason: str | None = None
     welcome: Welcome | None = None
     close_code: int | None = None
+    ice: IceConfig | None = None
+    expires_at: datetime | None = None
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> ServerEvent:
-        """Read any server message."""
+        """Read any server message (raises ValueError/KeyError/TypeError on a malformed one)."""
         kind = str(data.get("type", ""))
         participant = data.get("participant")
+        ice = ice_config(data) if kind == "ice_servers" else None
         return cls(
             type=kind,
             data=data,
@@ -182,6 +196,8 @@ class ServerEvent:
             participants=tuple(Participant.from_wire(p) for p in data.get("participants", []) or []),
             sender=str(data["from"]) if "from" in data else None,
             reason=data.get("reason") if isinstance(data.get("reason"), str) else None,
+            ice=ice,
+            expires_at=_timestamp(data.get("expires_at")) if kind == "ice_servers" else None,
         )
 
 
@@ -223,6 +239,11 @@ class SignallingClient:
     token, and renews the posture ``posture_margin`` before it expires. With ``reconnect``
     a dropped socket comes back with the resume token within the server's grace period;
     the iterator then yields a ``reconnected`` event carrying the new :class:`Welcome`.
+
+    :attr:`ice` is always the latest ICE configuration: the welcome's, then each
+    ``ice_servers`` event's (the server renews TURN credentials before they expire).
+    Give it to :meth:`clinic_client.call.Call.update_ice` so that every new peer
+    connection — a recovery, someone admitted later — can still allocate a relay.
     """
 
     def __init__(
@@ -257,6 +278,8 @@ class SignallingClient:
         self.close_code: int | None = None
         self.last_error: ServerEvent | None = None
         self.reconnects = 0
+        self.ice: IceConfig | None = None
+        self.ice_expires_at: datetime | None = None
 
     # --- connecting ----------------------------------------------------------------------
 
@@ -318,6 +341,7 @@ class SignallingClient:
         self._ws = ws
         welcome = Welcome.from_wire(message)
         self.welcome = welcome
+        self.ice, self.ice_expires_at = welcome.ice, welcome.ice_expires_at
         self._resume_token = str(message["resume_token"])
         self._schedule_posture_renewal(welcome.posture_expires_at)
         return welcome
@@ -496,8 +520,15 @@ class SignallingClient:
                 return
         if kind == "pong":
             return
-        event = ServerEvent.from_wire(message)
-        if kind == "error":
+        try:
+            event = ServerEvent.from_wire(message)
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed %s message", str(kind)[:32])
+            return
+        if kind == "ice_servers" and event.ice is not None:
+            # Fresh TURN credentials: the ones every new peer connection must use from now on.
+            self.ice, self.ice_expires_at = event.ice, event.expires_at
+        elif kind == "error":
             self.last_error = event
             log.info("server refused a message: %s", message.get("code"))
         self._events.put_nowait(event)

@@ -27,6 +27,8 @@ SEPARATOR = ":"
 MAX_PARTICIPANT_ID_LENGTH = 128
 # A TTL beyond a day defeats the point of ephemeral credentials (the draft recommends one day).
 MAX_TTL = timedelta(days=1)
+# How long before its credentials expire a participant in a call is given fresh ones.
+REFRESH_LEAD = timedelta(minutes=5)
 
 
 class TurnCredentialError(ValueError):
@@ -76,6 +78,11 @@ class TurnCredentials:
     credential: str = field(repr=False)
     ttl_s: int
     urls: list[str]
+
+    @property
+    def expires_at(self) -> int:
+        """When coturn stops accepting these credentials for a new allocation (Unix time, s)."""
+        return int(self.username.split(SEPARATOR, 1)[0])
 
     def as_ice_server(self) -> dict[str, object]:
         """The ``RTCIceServer`` dictionary a browser or the clinic client passes to WebRTC."""
@@ -127,6 +134,11 @@ def turn_credentials(
         ttl_s=ttl_s,
         urls=list(urls),
     )
+
+
+def refresh_time(*, expires_at: float, ttl: timedelta, lead: timedelta = REFRESH_LEAD) -> float:
+    """When to replace credentials expiring at ``expires_at``: ``lead`` before, or a third of a short TTL."""
+    return expires_at - min(lead, ttl / 3).total_seconds()
 
 
 def ice_policy_for(kind: EndpointKind | str) -> IcePolicy:

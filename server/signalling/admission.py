@@ -4,6 +4,7 @@
   shows its posture. The participant's record is written (compare-and-set): the host is
   admitted, everyone else waits — unless a valid resume token, within the grace period,
   gives back the place it had. A newer socket for the same participant replaces the old.
+  Every welcome (a resume's too) carries freshly minted TURN credentials.
 * The host admits, denies (the denied socket is closed and its participant cannot come
   back on this consultation), returns to waiting, starts (through the consultation
   service: identity confirmed and consent recorded) and ends.
@@ -22,6 +23,7 @@ from typing import Any
 from server.signalling.attestation import Attestation
 from server.signalling.connection import Connection
 from server.signalling.context import HubContext
+from server.signalling.ice import IceRenewal
 from server.signalling.ports import JoinGrant, PostureGrant, Refusal
 from server.signalling.presence import CONSULTATION_FIELD, ParticipantRecord, RecordStatus
 from server.signalling.protocol import (
@@ -57,10 +59,11 @@ def _closed(state: str) -> Refusal:
 class Admission:
     """Join, resume, replace; admit, deny, return, start, end."""
 
-    def __init__(self, ctx: HubContext, roster: Roster, attestation: Attestation) -> None:
+    def __init__(self, ctx: HubContext, roster: Roster, attestation: Attestation, ice: IceRenewal) -> None:
         self.ctx = ctx
         self.roster = roster
         self.attestation = attestation
+        self.ice = ice
 
     # --- join ------------------------------------------------------------------------------
 
@@ -143,9 +146,10 @@ class Admission:
             timer.cancel()
             room.refs -= 1
         record = change.new
-        conn.send(self._welcome(room, record, grant, posture, resumed, resume_token).wire())
+        conn.send(self._welcome(conn, room, record, grant, posture, resumed, resume_token).wire())
         await self.roster.announce(room, "resumed" if resumed else "joined", change, reason=None, skip=conn)
         self.attestation.watch(conn, room)
+        self.ice.watch(conn, room)
         self.ctx.record(
             "signalling.joined",
             room,
@@ -165,6 +169,7 @@ class Admission:
 
     def _welcome(
         self,
+        conn: Connection,
         room: Room,
         record: ParticipantRecord,
         grant: JoinGrant,
@@ -173,7 +178,7 @@ class Admission:
         resume_token: str,
     ) -> Welcome:
         limits = self.ctx.limits
-        servers, policy = self.ctx.ice.for_participant(grant.participant_id, grant.role)
+        ice = self.ice.issue(conn, grant)
         return Welcome(
             participant_id=grant.participant_id,
             role=grant.role,
@@ -184,13 +189,14 @@ class Admission:
             resumed=resumed,
             resume_token=resume_token,
             resume_grace_s=int(limits.resume_grace.total_seconds()),
-            ice_servers=servers,
-            ice_policy=policy,
+            ice_servers=ice.servers,
+            ice_policy=ice.policy,
             participants=room.roster_for(record),
             limits=LimitsView(
                 max_message_bytes=limits.max_message_bytes, rate_per_s=limits.rate_per_s, burst=limits.burst
             ),
             posture_expires_at=int(posture.expires_at) if posture else None,
+            ice_expires_at=int(ice.expires_at) if ice.expires_at is not None else None,
         )
 
     # --- the host's commands ---------------------------------------------------------------

@@ -55,6 +55,11 @@ class Connection:
         self.grant: JoinGrant | None = None
         self.posture: PostureGrant | None = None
         self.posture_timer: asyncio.TimerHandle | None = None
+        # TURN credentials: when this socket's are due for renewal, the pending renewal,
+        # and whether a renewal fell due while the participant was not admitted.
+        self.ice_refresh_at: float | None = None
+        self.ice_timer: asyncio.TimerHandle | None = None
+        self.ice_stale = False
         # True when this socket's participant no longer needs its presence record updated
         # on disconnect (replaced, left, denied, or the consultation ended).
         self.detached = False
@@ -73,10 +78,21 @@ class Connection:
             self.posture_timer.cancel()
             self.posture_timer = None
 
+    def stop_ice_timer(self) -> None:
+        """Forget the pending TURN credential renewal."""
+        if self.ice_timer is not None:
+            self.ice_timer.cancel()
+            self.ice_timer = None
+
+    def stop_timers(self) -> None:
+        """Forget every pending check and renewal (the socket is going)."""
+        self.stop_posture_timer()
+        self.stop_ice_timer()
+
     def detach(self) -> None:
         """This socket no longer speaks for its participant (replaced, left, denied, ended)."""
         self.detached = True
-        self.stop_posture_timer()
+        self.stop_timers()
 
     def start(self) -> None:
         """Start the writer."""

@@ -57,7 +57,7 @@ class Departures:
         grant = conn.grant
         if grant is None:
             return
-        conn.stop_posture_timer()
+        conn.stop_timers()
         room = self.roster.rooms.get(grant.consultation_id)
         if room is None:
             return

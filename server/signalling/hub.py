@@ -34,6 +34,7 @@ from server.signalling.bus import Bus
 from server.signalling.connection import BINARY, Connection
 from server.signalling.context import HubContext
 from server.signalling.departure import Departures
+from server.signalling.ice import IceRenewal
 from server.signalling.limits import SignallingLimits
 from server.signalling.ports import AuditSink, Consultations, IceProvider, PostureVerifier, Refusal
 from server.signalling.presence import ParticipantRecord, Presence
@@ -88,7 +89,9 @@ class Hub:
         )
         self.roster = Roster(self.ctx)
         self.attestation = Attestation(self.ctx, self.roster)
-        self.admission = Admission(self.ctx, self.roster, self.attestation)
+        self.ice = IceRenewal(self.ctx)
+        self.roster.before_admitted = self.ice.before_admitted
+        self.admission = Admission(self.ctx, self.roster, self.attestation, self.ice)
         self.departures = Departures(self.ctx, self.roster, self.admission)
         self.roster.on_remote_change = self.departures.on_remote_change
         self._sweeper: asyncio.Task[None] | None = None

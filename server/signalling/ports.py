@@ -6,7 +6,8 @@ The hub never touches the database itself. It asks:
   present, start, end (``server.consultations``);
 * :class:`PostureVerifier` — verify a posture token and its proof (``server.devices.posture``);
 * :class:`AuditSink` — record an event without waiting for the database (``server.audit``);
-* :class:`IceProvider` — ICE servers and policy for a participant (``server.turn``).
+* :class:`IceProvider` — ICE servers and policy for a participant, fresh TURN credentials
+  each time it is asked (``server.turn``).
 
 Every adapter runs its database work in a worker thread, so the event loop never blocks,
 and turns the server's errors into a :class:`Refusal` with a protocol error code.
@@ -19,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from fastapi.concurrency import run_in_threadpool
@@ -41,7 +42,14 @@ from server.errors import (
 )
 from server.settings import Settings
 from server.signalling.protocol import CloseCode, ConsultationState, ErrorCode, IceServerView, Role
-from server.turn import EndpointKind, TurnCredentialError, ice_policy_for, turn_credentials
+from server.turn import (
+    REFRESH_LEAD,
+    EndpointKind,
+    TurnCredentialError,
+    ice_policy_for,
+    refresh_time,
+    turn_credentials,
+)
 
 if TYPE_CHECKING:
     from server.services import Services
@@ -162,13 +170,25 @@ class AuditSink(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class IceGrant:
+    """ICE servers for one participant, and when their TURN credentials expire and are renewed.
+
+    ``expires_at`` and ``refresh_at`` (Unix time, s) are None when there are no credentials
+    to renew (no TURN configured, or minting failed).
+    """
+
+    servers: list[IceServerView]
+    policy: Literal["relay", "all"]
+    expires_at: float | None = None
+    refresh_at: float | None = None
+
+
 class IceProvider(Protocol):
     """ICE servers (TURN credentials) and transport policy for one participant."""
 
-    def for_participant(
-        self, participant_id: str, role: Role
-    ) -> tuple[list[IceServerView], Literal["relay", "all"]]:
-        """The ``ice_servers`` and ``ice_policy`` of a ``welcome``."""
+    def for_participant(self, participant_id: str, role: Role) -> IceGrant:
+        """Fresh ``ice_servers`` and the ``ice_policy`` (for a ``welcome`` or an ``ice_servers`` update)."""
         ...
 
 
@@ -398,19 +418,20 @@ class TurnIce:
     Without TURN configured (the loopback default) there is no relay to insist on, so
     outside production the policy becomes ``all``; in production ``relay`` stands and a
     prison endpoint fails loudly (``relay_unavailable``) rather than leak its address.
+    Credentials live ``TELEMED_TURN_TTL``; the hub hands out fresh ones at ``refresh_at``
+    (``refresh_lead`` before expiry, or a third of a short TTL).
     """
 
     settings: Settings
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    refresh_lead: timedelta = REFRESH_LEAD
 
-    def for_participant(
-        self, participant_id: str, role: Role
-    ) -> tuple[list[IceServerView], Literal["relay", "all"]]:
+    def for_participant(self, participant_id: str, role: Role) -> IceGrant:
         policy = ice_policy_for(_ENDPOINTS[role])
         secret = self.settings.turn_secret
         if not self.settings.turn_urls or secret is None:
             production = self.settings.environment.value == "production"
-            return [], policy if production else "all"
+            return IceGrant(servers=[], policy=policy if production else "all")
         try:
             creds = turn_credentials(
                 secret=secret.get_secret_value().encode(),
@@ -422,5 +443,12 @@ class TurnIce:
             )
         except TurnCredentialError:
             log.exception("cannot mint TURN credentials")
-            return [], policy
-        return [IceServerView(urls=creds.urls, username=creds.username, credential=creds.credential)], policy
+            return IceGrant(servers=[], policy=policy)
+        return IceGrant(
+            servers=[IceServerView(urls=creds.urls, username=creds.username, credential=creds.credential)],
+            policy=policy,
+            expires_at=float(creds.expires_at),
+            refresh_at=refresh_time(
+                expires_at=creds.expires_at, ttl=self.settings.turn_ttl, lead=self.refresh_lead
+            ),
+        )

@@ -322,6 +322,20 @@ class Welcome(ServerMessage):
     participants: list[ParticipantView]
     limits: LimitsView
     posture_expires_at: int | None = None
+    ice_expires_at: int | None = None
+
+
+class IceServers(ServerMessage):
+    """Fresh TURN credentials, before the current ones expire: use them for every new peer connection.
+
+    Peer connections already up keep their TURN allocation (coturn checks a credential's
+    expiry only when an allocation is made); recoveries and new peers need these.
+    """
+
+    type: Literal["ice_servers"] = "ice_servers"
+    ice_servers: list[IceServerView]
+    ice_policy: Literal["relay", "all"]
+    expires_at: int
 
 
 class Admitted(ServerMessage):

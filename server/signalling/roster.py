@@ -7,8 +7,9 @@ it. Events a node receives are applied only if newer than its cache (revision or
 
 Who is told what:
 
-* the subject of a change gets a message about itself (``admitted``, ``denied`` + close,
-  ``returned``, ``suspended``; a newer socket elsewhere means ``replaced`` + close);
+* the subject of a change gets a message about itself (``admitted``, preceded by fresh TURN
+  credentials if its renewal fell due while it was out, ``denied`` + close, ``returned``,
+  ``suspended``; a newer socket elsewhere means ``replaced`` + close);
 * the host and admitted participants get ``participant.<event>`` about anyone;
 * waiting and suspended participants only hear about the host.
 """
@@ -80,6 +81,8 @@ class Roster:
         self.rooms: dict[str, Room] = {}
         # Set by the hub: what else to do when another node changed a record.
         self.on_remote_change: RemoteChange | None = None
+        # Set by the hub: what to send a socket just before it is told it is admitted.
+        self.before_admitted: Callable[[Connection, Room], None] | None = None
 
     # --- rooms ---------------------------------------------------------------------------
 
@@ -263,6 +266,8 @@ class Roster:
         self, room: Room, conn: Connection, event: str, record: ParticipantRecord, reason: str | None
     ) -> None:
         if event == "admitted":
+            if self.before_admitted is not None:
+                self.before_admitted(conn, room)
             conn.send(Admitted(participants=room.roster_for(record)).wire())
         elif event == "denied":
             conn.detach()

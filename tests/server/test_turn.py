@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from server.turn import (
     InvalidTtl,
     TurnCredentialError,
     ice_policy_for,
+    refresh_time,
     turn_credentials,
 )
 from tests.support.coturn import CoturnServer, running_coturn
@@ -39,6 +41,20 @@ def test_username_is_expiry_then_participant_and_password_is_hmac_sha1() -> None
         "username": "1700000600:alice",
         "credential": "bUIJIVaC05oyFgKsQvKAparqg1Q=",
     }
+
+
+def test_expiry_is_read_from_the_username() -> None:
+    creds = turn_credentials(
+        secret=b"s3cret", participant_id="alice", ttl=timedelta(hours=1), now=NOW, urls=URLS
+    )
+    assert creds.expires_at == 1_700_003_600
+
+
+def test_renewal_is_due_minutes_before_expiry_or_a_third_of_a_short_ttl() -> None:
+    # One hour: five minutes before; ten seconds: with a third of the TTL to spare.
+    assert refresh_time(expires_at=10_000, ttl=timedelta(hours=1)) == 10_000 - 300
+    assert refresh_time(expires_at=10_000, ttl=timedelta(seconds=9)) == 10_000 - 3
+    assert refresh_time(expires_at=10_000, ttl=timedelta(hours=1), lead=timedelta(minutes=10)) == 9_400
 
 
 def test_password_never_appears_in_repr() -> None:
@@ -149,3 +165,66 @@ async def test_coturn_refuses_wrong_or_expired_credentials(coturn: CoturnServer,
     )
     with pytest.raises(stun.TransactionFailed, match="401"):
         await _allocate(coturn, creds.username, creds.credential)
+
+
+OpenAllocation = Callable[[str, str], Awaitable[turn.TurnClientUdpProtocol]]
+
+
+@pytest.fixture
+async def live_allocation(coturn: CoturnServer) -> AsyncIterator[OpenAllocation]:
+    """Open allocations the way a live peer connection holds one; deleted after the test."""
+    opened: list[turn.TurnClientUdpProtocol] = []
+
+    async def open_allocation(username: str, password: str) -> turn.TurnClientUdpProtocol:
+        server = (coturn.host, coturn.port)
+        _transport, protocol = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: turn.TurnClientUdpProtocol(
+                server, username=username, password=password, lifetime=600, channel_refresh_time=500
+            ),
+            remote_addr=server,
+        )
+        opened.append(protocol)
+        await asyncio.wait_for(protocol.connect(), timeout=10)
+        return protocol
+
+    yield open_allocation
+    for protocol in opened:
+        await asyncio.wait_for(protocol.delete(), timeout=10)
+
+
+async def _until_expired(expires_at: int) -> None:
+    """Wait until coturn considers credentials expiring at ``expires_at`` expired (now > expiry)."""
+    while time.time() < expires_at + 1:
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.coturn
+async def test_after_expiry_a_new_allocation_needs_renewed_credentials(
+    coturn: CoturnServer, live_allocation: OpenAllocation
+) -> None:
+    ttl = timedelta(seconds=2)
+    welcome = turn_credentials(
+        secret=coturn.secret, participant_id="room-8", ttl=ttl, now=datetime.now(UTC), urls=[coturn.url]
+    )
+    # A peer connection made while the credentials were valid holds its allocation.
+    live = await live_allocation(welcome.username, welcome.credential)
+    await _until_expired(welcome.expires_at)
+
+    # A recovery (a fresh peer connection) with the welcome's credentials gets no relay.
+    with pytest.raises(stun.TransactionFailed, match="401"):
+        await _allocate(coturn, welcome.username, welcome.credential)
+
+    # With the renewal the hub sends before expiry, it does.
+    renewed = turn_credentials(
+        secret=coturn.secret, participant_id="room-8", ttl=ttl, now=datetime.now(UTC), urls=[coturn.url]
+    )
+    assert renewed.expires_at > welcome.expires_at
+    await _allocate(coturn, renewed.username, renewed.credential)
+    assert f"user <{renewed.username}>: incoming packet ALLOCATE processed, success" in coturn.logs()
+
+    # coturn checks the expiry only when an allocation is made: the allocation made before
+    # expiry is still refreshed, so live media is not cut when its credentials expire.
+    refresh = stun.Message(message_method=stun.Method.REFRESH, message_class=stun.Class.REQUEST)
+    refresh.attributes["LIFETIME"] = 600
+    response, _ = await asyncio.wait_for(live.request_with_retry(refresh), timeout=10)
+    assert response.attributes["LIFETIME"] > 0

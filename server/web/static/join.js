@@ -666,6 +666,7 @@
     switch (m.type) {
       case 'welcome': return onWelcome(m);
       case 'admitted': return onAdmitted(m.participants || []);
+      case 'ice_servers': return useIceServers(m);
       case 'denied':
         state.denied = true;
         state.denyReason = typeof m.reason === 'string' && m.reason ? m.reason : null;
@@ -706,6 +707,19 @@
     }
   }
 
+  // TURN credentials from the welcome, then from each renewal the server sends before they
+  // expire: every new RTCPeerConnection (first contact or recovery) takes the latest. Live
+  // peer connections keep the relay allocation they already have.
+  function useIceServers(m) {
+    state.iceServers = (m.ice_servers || []).map((s) => {
+      const server = { urls: s.urls };
+      if (s.username) server.username = s.username;
+      if (s.credential) server.credential = s.credential;
+      return server;
+    });
+    state.icePolicy = m.ice_policy === 'relay' ? 'relay' : 'all';
+  }
+
   function onWelcome(m) {
     state.everWelcomed = true;
     state.firstAttempts = 0;
@@ -715,13 +729,7 @@
     state.me = m.participant_id;
     state.resumeToken = m.resume_token;
     state.resumeGraceMs = (m.resume_grace_s || 60) * 1000;
-    state.iceServers = (m.ice_servers || []).map((s) => {
-      const server = { urls: s.urls };
-      if (s.username) server.username = s.username;
-      if (s.credential) server.credential = s.credential;
-      return server;
-    });
-    state.icePolicy = m.ice_policy === 'relay' ? 'relay' : 'all';
+    useIceServers(m);
     saveStored();
     state.participants.clear();
     for (const p of m.participants || []) state.participants.set(p.id, p);
