@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
+from server.consultations import service as consultations
+from server.consultations.join_tokens import ParticipantRole, issue_join_token
+from server.db import session_scope, utcnow
 from tests.support.signalling_scene import Peer, Scene, SceneFactory
 
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -114,3 +118,48 @@ async def test_too_many_messages_are_rate_limited_without_closing(make_scene: Sc
     assert codes == ["rate_limited"] * 3
     relayed = [m for m in await host.sync() if m["type"] == "ice"]
     assert 1 <= len(relayed) <= 5
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+async def test_a_join_token_is_refused_at_hello_outside_its_consultations_window(
+    scene: Scene, when: str
+) -> None:
+    if when == "before":
+        # Booked to start in 90 minutes: its tokens become valid 15 minutes before that.
+        start = utcnow() + timedelta(minutes=90)
+        with session_scope(scene.services.engine) as session:
+            booked = consultations.schedule_consultation(
+                session=session,
+                patient_id=scene.patient_id,
+                host_user_id=scene.host_user_id,
+                room_device_id=None,
+                specialist=("Dr Specialist", None),
+                start=start,
+                end=start + timedelta(hours=1),
+                created_by=scene.host_user_id,
+            )
+        token = scene.host_token(booked.id)
+    else:
+        # Ended three hours ago: its tokens lapsed 30 minutes after the end. The service no
+        # longer hands one out (see test_join_tokens), so mint what an old token looked like.
+        with session_scope(scene.services.engine) as session:
+            consultation = consultations.get_consultation(
+                session=session, consultation_id=scene.consultation_id
+            )
+        start = utcnow() - timedelta(hours=5)
+        consultation.scheduled_start, consultation.scheduled_end = start, start + timedelta(hours=2)
+        token = issue_join_token(
+            jwt=scene.services.jwt,
+            consultation=consultation,
+            participant_id=f"host:{scene.host_user_id}",
+            role=ParticipantRole.HOST,
+            name="Dr Host",
+        )
+    peer = await scene.connect()
+    await peer.send(type="hello", join_token=token)
+    error = await peer.expect("error")
+    assert error["code"] == "unauthenticated"
+    if when == "after":
+        assert error["message"] == "The token has expired"
+    assert await peer.closed() == 4401
+    assert "welcome" not in peer.types()

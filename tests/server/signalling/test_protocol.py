@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import json
 import secrets
+import typing
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from pydantic import BaseModel
 
 from server.signalling.limits import SignallingLimits, TokenBucket
 from server.signalling.presence import InMemoryPresence, Presence, RedisPresence
 from server.signalling.protocol import (
     Admit,
+    ClientMessage,
+    CloseCode,
     ErrorCode,
     Hello,
     Ice,
     Offer,
+    ParticipantEventType,
     ProtocolError,
     Relayed,
     RelayedIce,
+    ServerMessage,
     parse_client_message,
     relay_frame,
 )
@@ -144,3 +151,26 @@ async def test_presence_in_memory_forgets_consultations_nobody_touches() -> None
     await presence.touch(["busy"])
     assert await presence.snapshot("old") == {}
     assert await presence.snapshot("busy") != {}
+
+
+def _message_types(base: type[BaseModel]) -> set[str]:
+    found: set[str] = set()
+    for cls in base.__subclasses__():
+        field = cls.model_fields.get("type")
+        if field is not None:
+            found.update(typing.get_args(field.annotation))
+        found |= _message_types(cls)
+    return found
+
+
+def test_docs_protocol_names_every_message_error_and_close_code() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "protocol.md").read_text()
+    types = _message_types(ClientMessage) | _message_types(ServerMessage)
+    assert set(typing.get_args(ParticipantEventType)) <= types
+    # The table lists `participant.joined` `…admitted` `…denied`…
+    missing = [
+        t for t in sorted(types) if f"`{t}`" not in doc and f"`…{t.removeprefix('participant.')}`" not in doc
+    ]
+    missing += [f"error {c.value}" for c in ErrorCode if f"| `{c.value}` |" not in doc]
+    missing += [f"close {int(c)}" for c in CloseCode if f"| {int(c)} |" not in doc]
+    assert missing == [], f"docs/protocol.md does not describe {missing}"
