@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from records.audit.log import iter_entries
+from server.db import session_scope
 from tests.support.signalling_scene import Peer, Scene, SceneFactory, audited
 
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -103,6 +105,11 @@ async def test_when_the_host_leaves_the_admitted_go_back_to_waiting(scene: Scene
     assert returned["reason"] == "host_left"
     left = await room.got("participant.left")
     assert left["participant"]["role"] == "host"
+    await audited(scene, ("signalling.left", "success"))
+    with session_scope(scene.services.engine) as session:
+        entry = next(e for e in iter_entries(session=session) if e.action == "signalling.left")
+    assert (entry.actor_id, entry.actor_role, entry.detail["reason"]) == (host.id, "host", "left")
+    assert entry.consultation_id == scene.consultation_id and entry.patient_id == scene.patient_id
 
     back = await scene.join_host()
     assert [(p["id"], p["status"]) for p in back.welcome["participants"]] == [(room.id, "waiting")]

@@ -125,6 +125,7 @@ async def test_host_returns_an_admitted_participant_to_the_waiting_room(scene: S
         "invalid_state",
         'Cannot return to waiting in status "waiting"',
     )
+    await audited(scene, ("signalling.returned", "success"))
 
 
 async def test_only_the_host_admits(scene: Scene) -> None:
@@ -155,6 +156,7 @@ async def test_start_needs_identity_and_consent_then_everyone_is_told_it_is_live
     await room.expect("consultation.live")
     await host.got("consultation.live")
     assert scene.state() == "live"
+    await audited(scene, ("signalling.started", "success"))
 
 
 async def test_end_tells_everyone_closes_every_socket_and_nobody_rejoins(scene: Scene) -> None:
