@@ -81,6 +81,11 @@ async def test_two_peers_exchange_live_video_and_audio_both_ways(harness: CallHa
     assert stats.bitrate_out_kbps is not None and stats.bitrate_out_kbps > 0
     assert stats.packet_loss_pct == 0.0
     assert stats.jitter_ms is not None
+    # RTT comes from the RTCP receiver reports the far side sends every second or so.
+    async with asyncio.timeout(10):
+        while (rtt := (await clinician.stats())["room"].rtt_ms) is None:
+            await asyncio.sleep(0.2)
+    assert 0 < rtt < 1000
 
 
 async def test_three_party_mesh_everyone_receives_the_other_two(harness: CallHarness) -> None:
