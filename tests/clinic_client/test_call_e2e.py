@@ -273,3 +273,27 @@ async def test_bad_messages_each_get_their_error_and_the_call_in_progress_is_una
     # And so did the other consultation.
     await other_host.send(type="offer", to=stranger.id, sdp=SDP, connection_id="conn-xc-03")
     assert (await stranger.expect("offer"))["connection_id"] == "conn-xc-03"
+
+
+async def test_a_second_socket_replaces_the_first_mid_call_and_media_follows_it(call: Call) -> None:
+    host = await call.host()
+    first = await call.room()
+    await call.admit(host, first)
+    await media_flows([host, first])
+    host_call = host.session.call
+    assert host_call is not None
+    old_peer = host_call.peer(first.id)
+    assert old_peer is not None
+
+    # The room endpoint restarts: a new process, a new join token, no resume token.
+    second = await call.room()
+    assert second.id == first.id
+    assert second.session.state.status == "waiting"
+    await first.session.wait_until(lambda s: s.status == "closed")
+    assert first.session.client.close_code == 4409
+    first.media.stop()  # from here on, any video tagged "room" can only come from the second
+    # The host hangs up on the old socket's media and admits the newcomer like anyone waiting.
+    await call.admit(host, second)
+    await media_flows([host, second])
+    new_peer = host_call.peer(second.id)
+    assert new_peer is not None and new_peer.connection_id != old_peer.connection_id
