@@ -4,7 +4,8 @@
 user as an ``Actor``, the device posture (``X-Posture-Token`` / ``X-Posture-Proof``,
 verified by ``server.devices.posture``), a consultation lookup, a request-proof verifier
 for grants (same replay cache as posture proofs), the specialist's join token, and the
-vault loaded by ``server.records_runtime`` at startup.
+vault loaded by ``server.records_runtime`` at startup. When the shared replay cache cannot
+be reached the request is refused ``service_unavailable`` (503), never let through.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from server.consultations.models import Consultation, Invite
 from server.db import utcnow
 from server.deps import CurrentPrincipal, ServicesDep, SessionDep, get_session
 from server.devices.posture import claimed_nonce, verify_posture
-from server.errors import TelemedError
+from server.errors import ServiceUnavailable, TelemedError
 from server.identity.models import Role
 from server.services import Services
 
@@ -133,6 +134,9 @@ def records_posture(
             method=request.method,
             url=str(request.url),
         )
+    except ServiceUnavailable:
+        # The check could not be made (Redis down): a 503 to retry, not a device failure.
+        raise
     except (DevicePolicyError, TelemedError) as exc:
         return PostureCheck(posture=None, failure=str(exc.code))
     return PostureCheck(

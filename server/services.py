@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from server.db import make_engine
-from server.devices.replay import ProofReplayCache
+from server.devices.replay import InMemoryProofReplayCache, ProofReplayCache, build_replay_cache
 from server.identity.service import LoginPolicy
 from server.ops.metrics import Metrics
 from server.records_runtime import RecordsRuntime
@@ -35,7 +35,7 @@ class Services:
     metrics: Metrics
     login_policy: LoginPolicy
     extras: dict[str, Any] = field(default_factory=dict)
-    proof_replay: ProofReplayCache = field(default_factory=ProofReplayCache)
+    proof_replay: ProofReplayCache = field(default_factory=InMemoryProofReplayCache)
     hub: Hub | None = None
     records: RecordsRuntime | None = None
 
@@ -58,6 +58,12 @@ class Services:
                 lockout_duration=settings.lockout_duration,
             ),
         )
+        replay = services.proof_replay = build_replay_cache(settings)
+
+        async def close_replay() -> None:
+            replay.close()
+
+        services.extras.setdefault("shutdown", []).append(close_replay)
         services.hub = build_hub(services)
         services.records = RecordsRuntime(settings=settings, engine=engine)
         return services

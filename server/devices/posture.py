@@ -7,8 +7,9 @@ A posture token alone proves little: it is a bearer JWT. On every use the server
   request, not when the token expires — and still holds the key the token is bound to;
 * when a request proof is given (``X-Posture-Proof``), that it is signed by the key whose
   thumbprint is the token's ``cnf.jkt`` (``key_binding_mismatch`` otherwise), for this
-  method, URL and token, made within the last minute, and never seen before
-  (``proof_replayed``).
+  method, URL and token, made within the last minute, and never seen before by any node
+  (``proof_replayed``; ``server.devices.replay`` — with Redis configured, a replay check
+  that cannot be made refuses the request ``service_unavailable``).
 
 HTTP routes take the ``CompliantDevice`` dependency (``server.deps``), which insists on
 both headers. The signalling hub calls ``verify_posture`` itself with method ``WS``, the
