@@ -8,8 +8,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
 
 from server.db import utcnow
 from server.errors import (
@@ -189,12 +189,7 @@ def login(
     ok = verify_password(user.password_hash if user else None, password)
     if user is None or not ok or user.disabled:
         if user is not None and not user.disabled:
-            user.failed_logins += 1
-            if user.failed_logins >= policy.lockout_threshold:
-                user.locked_until = now + policy.lockout_duration
-                user.failed_logins = 0
-                log.warning("account locked after repeated failures", extra={"user_id": user.id})
-            session.add(user)
+            _count_failure(session=session, policy=policy, user_id=user.id, now=now)
         raise InvalidCredentials("Wrong username or password")
     user.failed_logins = 0
     user.locked_until = None
@@ -203,6 +198,40 @@ def login(
         user.password_hash = hash_password(password)
     session.add(user)
     return _issue_pair(session=session, jwt=jwt, policy=policy, user=user, family_id=new_id())
+
+
+def _count_failure(*, session: Session, policy: LoginPolicy, user_id: str, now: datetime) -> None:
+    # Counted in the database, not in Python: guesses sent in parallel must each count.
+    failures = (
+        session.connection()
+        .execute(
+            update(User)
+            .where(col(User.id) == user_id)
+            .values(failed_logins=col(User.failed_logins) + 1)
+            .returning(col(User.failed_logins))
+        )
+        .scalar_one()
+    )
+    if failures >= policy.lockout_threshold:
+        session.connection().execute(
+            update(User)
+            .where(col(User.id) == user_id)
+            .values(locked_until=now + policy.lockout_duration, failed_logins=0)
+        )
+        log.warning("account locked after repeated failures", extra={"user_id": user_id})
+
+
+def _reused(*, session: Session, row: RefreshToken, now: datetime) -> RefreshTokenReused:
+    # One statement: concurrent replays revoking the same family must not deadlock on its rows.
+    session.connection().execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.family_id) == row.family_id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=now)
+    )
+    log.warning("refresh token reuse; family revoked", extra={"user_id": row.user_id})
+    # Commit the revocation even though the caller gets an error.
+    session.commit()
+    return RefreshTokenReused()
 
 
 def refresh(*, session: Session, jwt: JwtService, policy: LoginPolicy, refresh_token: str) -> TokenPair:
@@ -214,21 +243,24 @@ def refresh(*, session: Session, jwt: JwtService, policy: LoginPolicy, refresh_t
         raise InvalidToken("The refresh token is not valid")
     now = utcnow()
     if row.used_at is not None or row.revoked_at is not None:
-        for sibling in session.exec(select(RefreshToken).where(RefreshToken.family_id == row.family_id)):
-            if sibling.revoked_at is None:
-                sibling.revoked_at = now
-                session.add(sibling)
-        log.warning("refresh token reuse; family revoked", extra={"user_id": row.user_id})
-        # Commit the revocation even though the caller gets an error.
-        session.commit()
-        raise RefreshTokenReused()
+        raise _reused(session=session, row=row, now=now)
     if row.expires_at <= now:
         raise InvalidToken("The refresh token has expired")
     user = session.get(User, row.user_id)
     if user is None or user.disabled:
         raise InvalidToken("The refresh token is not valid")
-    row.used_at = now
-    session.add(row)
+    # Conditional update: of concurrent uses of one token exactly one wins; the others are reuse.
+    claimed = session.connection().execute(
+        update(RefreshToken)
+        .where(
+            col(RefreshToken.id) == row.id,
+            col(RefreshToken.used_at).is_(None),
+            col(RefreshToken.revoked_at).is_(None),
+        )
+        .values(used_at=now)
+    )
+    if claimed.rowcount != 1:
+        raise _reused(session=session, row=row, now=now)
     return _issue_pair(session=session, jwt=jwt, policy=policy, user=user, family_id=row.family_id)
 
 

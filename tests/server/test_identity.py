@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -49,6 +53,36 @@ def test_lockout_after_repeated_failures(client: TestClient, services: Services)
     assert PASSWORD not in locked.text
 
 
+def _at_once(n: int, request: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    """Send ``n`` requests from ``n`` threads released together (the server handles them in parallel)."""
+    start = threading.Barrier(n)
+    answers: list[httpx.Response] = []
+
+    def one() -> None:
+        start.wait()
+        answers.append(request())
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(answers) == n
+    return answers
+
+
+def test_guessing_in_parallel_still_locks_the_account(client: TestClient, services: Services) -> None:
+    add_user(services, "alice")
+    threshold = services.settings.lockout_threshold
+    guesses = _at_once(
+        threshold * 3,
+        lambda: client.post("/api/v1/auth/login", json={"username": "alice", "password": "wrong password!"}),
+    )
+    assert {r.json()["code"] for r in guesses} <= {"invalid_credentials", "account_locked"}
+    locked = client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert locked.status_code == 423 and locked.json()["code"] == "account_locked"
+
+
 def test_disabled_user_cannot_sign_in_and_loses_sessions(client: TestClient, services: Services) -> None:
     add_user(services, "root", role=Role.ADMIN)
     alice_id = add_user(services, "alice")
@@ -79,6 +113,20 @@ def test_refresh_rotates_and_reuse_revokes_the_family(client: TestClient, servic
     after = client.post("/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
     assert after.status_code == 401
     assert after.json()["code"] == "refresh_token_reused"
+
+
+def test_a_refresh_token_used_twice_at_once_is_reuse(client: TestClient, services: Services) -> None:
+    add_user(services, "alice")
+    first = login(client, "alice")
+    answers = _at_once(
+        6, lambda: client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    )
+    codes = sorted(r.json().get("code", "rotated") for r in answers)
+    assert codes == ["refresh_token_reused"] * 5 + ["rotated"]
+    # As with a replay one at a time, the whole session is revoked: the winner's token too.
+    winner = next(r.json() for r in answers if r.status_code == 200)
+    after = client.post("/api/v1/auth/refresh", json={"refresh_token": winner["refresh_token"]})
+    assert after.status_code == 401 and after.json()["code"] == "refresh_token_reused"
 
 
 def test_unknown_refresh_token_is_refused(client: TestClient) -> None:
