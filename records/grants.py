@@ -12,7 +12,8 @@ Claims (audience ``telemed-records``)::
 
 Rules: only the host, only while the consultation is live, only on a compliant prison
 laptop (never a room endpoint); ``exp`` = min(now + 5 min, scheduled end). Renewable
-while live; every grant of a consultation is revoked the moment it ends. Using a grant
+while live; every grant of a consultation is revoked the moment it ends, and every grant
+held on a device the moment that device is revoked or fails a posture check. Using a grant
 needs the signed-in user it names and a request proof by the device key in ``cnf``.
 """
 
@@ -65,6 +66,7 @@ __all__ = [
     "issue_grant",
     "renew_grant",
     "revoke_consultation_grants",
+    "revoke_device_grants",
     "revoke_grant",
 ]
 
@@ -264,7 +266,13 @@ def issue_grant(
     now = _now(now)
     action = "grant.issue"
     device = require_posture(
-        posture, session=session, actor=actor, meta=meta, action=action, consultation_id=consultation_id
+        posture,
+        session=session,
+        actor=actor,
+        meta=meta,
+        action=action,
+        consultation_id=consultation_id,
+        purpose_of_use="TREAT",
     )
     who = posture_who(actor, device)
     view = lookup(session, consultation_id)
@@ -277,8 +285,13 @@ def issue_grant(
             meta=meta,
             action=action,
             consultation_id=consultation_id,
+            purpose_of_use="TREAT",
         )
-    ids: dict[str, Any] = {"consultation_id": view.id, "patient_id": view.patient_id}
+    ids: dict[str, Any] = {
+        "consultation_id": view.id,
+        "patient_id": view.patient_id,
+        "purpose_of_use": "TREAT",
+    }
     if view.state != LIVE:
         refuse(
             ConsultationNotLive(state=view.state), session=session, who=who, meta=meta, action=action, **ids
@@ -315,7 +328,6 @@ def issue_grant(
         meta=meta,
         action=action,
         authority_jti=issued.claims.jti,
-        purpose_of_use="TREAT",
         detail={"scope": CONSULTATION_SCOPE, "exp": issued.claims.exp},
         **ids,
     )
@@ -383,6 +395,7 @@ def _verify_token(
         "authority_jti": claims.jti,
         "patient_id": claims.patient,
         "consultation_id": claims.consultation,
+        "purpose_of_use": claims.purpose,
     }
     row = session.get(RecordGrant, claims.jti)
     if row is None:
@@ -432,6 +445,7 @@ def _check_consultation(
         "authority_jti": claims.jti,
         "patient_id": claims.patient,
         "consultation_id": claims.consultation,
+        "purpose_of_use": claims.purpose,
     }
     if view is None or view.host_user_id != claims.sub or view.patient_id != claims.patient:
         refuse(
@@ -479,6 +493,7 @@ def authorize_grant(
         "authority_jti": claims.jti,
         "patient_id": claims.patient,
         "consultation_id": claims.consultation,
+        "purpose_of_use": claims.purpose,
     }
     if not proof:
         refuse(
@@ -520,7 +535,9 @@ def renew_grant(
     """Swap a valid consultation grant for a fresh one while the consultation is still live."""
     now = _now(now)
     action = "grant.renew"
-    device = require_posture(posture, session=session, actor=actor, meta=meta, action=action)
+    device = require_posture(
+        posture, session=session, actor=actor, meta=meta, action=action, purpose_of_use="TREAT"
+    )
     who = posture_who(actor, device)
     claims, row = _verify_token(
         session=session, signer=signer, token=token, who=who, meta=meta, action=action
@@ -529,6 +546,7 @@ def renew_grant(
         "authority_jti": claims.jti,
         "patient_id": claims.patient,
         "consultation_id": claims.consultation,
+        "purpose_of_use": claims.purpose,
     }
     if claims.cnf.jkt != device.thumbprint:
         refuse(
@@ -639,6 +657,38 @@ def revoke_consultation_grants(
         },
     )
     return len(jtis)
+
+
+def revoke_device_grants(
+    *, session: Session, device_id: str, reason: str, now: datetime | None = None
+) -> int:
+    """Revoke every unrevoked, unexpired grant held on a device; returns how many."""
+    now = _now(now)
+    rows = list(
+        session.exec(
+            select(RecordGrant).where(
+                RecordGrant.device_id == device_id,
+                col(RecordGrant.revoked_at).is_(None),
+                col(RecordGrant.expires_at) > now,
+            )
+        ).all()
+    )
+    for row in rows:
+        row.revoked_at = now
+        row.revoke_reason = reason[:64]
+        session.add(row)
+        allow(
+            session=session,
+            who=Who(actor_id=None, actor_role="system", device_id=device_id),
+            meta=None,
+            action="grant.revoke",
+            outcome="success",
+            authority_jti=row.jti,
+            patient_id=row.patient_id,
+            consultation_id=row.consultation_id,
+            detail={"reason": reason[:64]},
+        )
+    return len(rows)
 
 
 def revoke_grant(

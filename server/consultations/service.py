@@ -7,11 +7,12 @@ is an audit event (see ``events``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, NamedTuple
 
-from sqlalchemy import or_
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from records.grants import revoke_consultation_grants
@@ -170,17 +171,51 @@ def _save(session: Session, consultation: Consultation) -> Consultation:
     return consultation
 
 
+def _move(
+    session: Session,
+    consultation: Consultation,
+    next_state: Callable[[Consultation], ConsultationState],
+) -> ConsultationState:
+    """Set the state ``next_state`` allows (it raises to refuse); return the state moved from.
+
+    A compare-and-set on the state column: of two transitions racing from the same state
+    (the host ends while an admin cancels) one is written, and the other is checked again
+    against the state it lost to, and refused naming it if no longer allowed. A plain flush
+    would let both succeed, the last write win, and the audit trail record both.
+    """
+    while True:
+        previous = consultation.state
+        target = next_state(consultation)
+        moved = session.connection().execute(
+            update(Consultation)
+            .where(col(Consultation.id) == consultation.id, col(Consultation.state) == previous)
+            .values(state=target)
+        )
+        if moved.rowcount == 1:
+            consultation.state = target
+            return previous
+        session.refresh(consultation)
+
+
 def mark_host_present(*, session: Session, consultation: Consultation) -> Consultation:
     """The host's socket is authenticated: scheduled → open (nothing to do if already open or live)."""
     if consultation.state in (ConsultationState.OPEN, ConsultationState.LIVE):
         return consultation
     actor = events.Actor(id=consultation.host_user_id, role=Role.CLINICIAN.value)
     with events.refusals_recorded(session=session, event="opened", actor=actor, consultation=consultation):
-        consultation.state = check(consultation.state, Action.OPEN)
+        previous = _move(session, consultation, _open_state)
+    if previous is not ConsultationState.SCHEDULED:
+        return consultation  # another socket of the host opened it first
     consultation.opened_at = utcnow()
     _save(session, consultation)
     events.record(session=session, event="opened", outcome="success", actor=actor, consultation=consultation)
     return consultation
+
+
+def _open_state(consultation: Consultation) -> ConsultationState:
+    if consultation.state in (ConsultationState.OPEN, ConsultationState.LIVE):
+        return consultation.state
+    return check(consultation.state, Action.OPEN)
 
 
 def start_consultation(*, session: Session, consultation: Consultation, by_user_id: str) -> Consultation:
@@ -188,10 +223,12 @@ def start_consultation(*, session: Session, consultation: Consultation, by_user_
     user, actor = access.load_actor(session=session, user_id=by_user_id)
     with events.refusals_recorded(session=session, event="started", actor=actor, consultation=consultation):
         access.require_host(consultation, user)
-        consultation.state = check_ready_to_start(
-            state=consultation.state,
-            identity_confirmed=consultation.identity_confirmed,
-            consent_recorded=consultation.consent_recorded,
+        _move(
+            session,
+            consultation,
+            lambda c: check_ready_to_start(
+                state=c.state, identity_confirmed=c.identity_confirmed, consent_recorded=c.consent_recorded
+            ),
         )
     consultation.live_at = utcnow()
     _save(session, consultation)
@@ -209,7 +246,7 @@ def end_consultation(
     with events.refusals_recorded(session=session, event="ended", actor=actor, consultation=consultation):
         if by_user_id is not None:
             access.require_host(consultation, user)
-        consultation.state = check(consultation.state, Action.END)
+        _move(session, consultation, lambda c: check(c.state, Action.END))
     consultation.ended_at = utcnow()
     consultation.ended_by = by_user_id
     consultation.end_reason = reason[:200]
@@ -233,7 +270,7 @@ def cancel_consultation(
     user, actor = access.load_actor(session=session, user_id=by_user_id)
     with events.refusals_recorded(session=session, event="cancelled", actor=actor, consultation=consultation):
         access.require_host_or_admin(consultation, user)
-        consultation.state = check(consultation.state, Action.CANCEL)
+        _move(session, consultation, lambda c: check(c.state, Action.CANCEL))
     consultation.cancelled_at = utcnow()
     consultation.cancelled_by = by_user_id
     consultation.cancel_reason = reason
@@ -249,11 +286,7 @@ def mark_no_show(*, session: Session, consultation: Consultation, by_user_id: st
     user, actor = access.load_actor(session=session, user_id=by_user_id)
     with events.refusals_recorded(session=session, event="no_show", actor=actor, consultation=consultation):
         access.require_host_or_admin(consultation, user)
-        new_state = check(consultation.state, Action.NO_SHOW)
-        if utcnow() < consultation.scheduled_start:
-            state = consultation.state.value
-            raise NotYetDue(f'Cannot mark no-show in state "{state}" before the scheduled start', state=state)
-        consultation.state = new_state
+        _move(session, consultation, _no_show_state)
     # A no-show closes the booking the way an end does; the state says which it was.
     consultation.ended_at = utcnow()
     consultation.ended_by = by_user_id
@@ -261,6 +294,14 @@ def mark_no_show(*, session: Session, consultation: Consultation, by_user_id: st
     _save(session, consultation)
     events.record(session=session, event="no_show", outcome="success", actor=actor, consultation=consultation)
     return consultation
+
+
+def _no_show_state(consultation: Consultation) -> ConsultationState:
+    new_state = check(consultation.state, Action.NO_SHOW)
+    if utcnow() < consultation.scheduled_start:
+        state = consultation.state.value
+        raise NotYetDue(f'Cannot mark no-show in state "{state}" before the scheduled start', state=state)
+    return new_state
 
 
 def confirm_identity(*, session: Session, consultation: Consultation, by_user_id: str) -> PatientIdentity:

@@ -16,6 +16,9 @@ Checks run in this order, each with its own stable code::
     real collectors             simulated_source_refused (outside development mode)
     policy evaluation           policy_failed (403, with the failed rules)
 
+A failed evaluation also ends what the device held from earlier checks: its record grants
+are revoked and its older posture tokens are refused (``server.devices.posture``).
+
 The signature is checked before the nonce is spent, so nobody without the device key can
 use up a device's challenge. Every attempt, whatever its outcome, becomes a
 ``device_checks`` row and a ``device.check`` audit event.
@@ -37,6 +40,7 @@ from device_policy.policy import DeviceKind as PolicyDeviceKind
 from device_policy.policy import EnrolledIdentity, PolicyResult, RuleResult, evaluate
 from device_policy.posture_token import TokenSigner, issue_posture_token
 from device_policy.simulated import refuse_simulated
+from records.grants import revoke_device_grants
 from server.devices.challenges import consume_challenge
 from server.devices.checks import record_check
 from server.devices.models import CheckOutcome, Device, DeviceStatus
@@ -147,6 +151,7 @@ def attest_device(
             establishment=establishment,
             request_id=request_id,
         )
+        revoke_device_grants(session=session, device_id=device_id, reason="policy_failed", now=now)
         raise
     except DevicePolicyError as exc:
         record_check(

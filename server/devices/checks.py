@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -13,6 +13,8 @@ from server.devices.models import CheckOutcome, DeviceCheck
 
 _MAX_ID = 64
 _MAX_DETAIL = 300
+# A token's iat is whole seconds from the signer's clock, read just after the check's time.
+_ISSUE_SLACK = timedelta(seconds=5)
 
 
 def record_check(
@@ -79,3 +81,21 @@ def list_checks(
     if outcome is not None:
         query = query.where(DeviceCheck.outcome == outcome.value)
     return list(session.exec(query.limit(limit)).all())
+
+
+def failed_since_issue(*, session: Session, device_id: str, token_jti: str, issued_at: datetime) -> bool:
+    """Whether the device failed a posture check after the check that issued this token.
+
+    Only checks from the token's lifetime are read: the one that issued it (found by its
+    jti; the token's ``iat`` stands in for a token no check issued) and any failure since.
+    """
+    rows = session.exec(
+        select(DeviceCheck.checked_at, DeviceCheck.outcome, DeviceCheck.token_jti)
+        .where(DeviceCheck.device_id == device_id)
+        .where(col(DeviceCheck.checked_at) >= issued_at - _ISSUE_SLACK)
+        .where(
+            (col(DeviceCheck.outcome) == CheckOutcome.FAIL.value) | (col(DeviceCheck.token_jti) == token_jti)
+        )
+    ).all()
+    issued = next((at for at, _, jti in rows if jti == token_jti), issued_at)
+    return any(outcome == CheckOutcome.FAIL.value and at > issued for at, outcome, _ in rows)

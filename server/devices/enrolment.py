@@ -6,6 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from device_policy.keys import key_thumbprint, load_public_key_b64
+from records.grants import revoke_device_grants
 from server.audit import record_event
 from server.db import utcnow
 from server.devices.models import Device, DeviceCreate, DeviceStatus
@@ -82,7 +83,7 @@ def revoke_device(
     actor_role: str | None = "admin",
     request_id: str | None = None,
 ) -> Device:
-    """Revoke a device: its posture tokens are refused from the next request on."""
+    """Revoke a device: its posture tokens and record grants are refused from the next request on."""
     if device.status != DeviceStatus.ACTIVE:
         state = DeviceStatus(device.status).value
         raise InvalidState(f'Cannot revoke a device in state "{state}"', state=state)
@@ -101,4 +102,5 @@ def revoke_device(
         request_id=request_id,
         detail={"reason": reason},
     )
+    revoke_device_grants(session=session, device_id=device.id, reason="device_revoked", now=device.revoked_at)
     return device

@@ -5,6 +5,8 @@ A posture token alone proves little: it is a bearer JWT. On every use the server
 * the token itself (signature, ``aud`` ``telemed-posture``, times, ≤ 10 min lifetime);
 * that the device is **still enrolled and active** — revocation takes effect on the next
   request, not when the token expires — and still holds the key the token is bound to;
+* that the device has not failed a posture check since the token was issued — a device
+  that turns non-compliant cannot fall back on the token of its last pass;
 * when a request proof is given (``X-Posture-Proof``), that it is signed by the key whose
   thumbprint is the token's ``cnf.jkt`` (``key_binding_mismatch`` otherwise), for this
   method, URL and token, made within the last minute, and never seen before by any node
@@ -37,6 +39,7 @@ from device_policy.posture_token import PostureClaims, verify_posture_token
 from device_policy.proof import MAX_PROOF_CHARS, verify_request_proof
 from server.db import utcnow
 from server.devices.attest import load_active_device
+from server.devices.checks import failed_since_issue
 from server.devices.models import DeviceKind
 from server.errors import InvalidToken
 from server.security.jwt import TokenExpired
@@ -81,6 +84,12 @@ def verify_posture(
         )
     if claims.device_kind.value != DeviceKind(device.kind).value:
         raise InvalidPostureToken(f'Posture token "{claims.jti}" names another kind of device')
+    issued_at = datetime.fromtimestamp(claims.iat, UTC)
+    if failed_since_issue(session=session, device_id=device.id, token_jti=claims.jti, issued_at=issued_at):
+        raise InvalidPostureToken(
+            f'Posture token "{claims.jti}" predates a failed posture check of device "{device.id}"; '
+            "attest again"
+        )
     if proof is not None:
         verify_request_proof(
             proof,

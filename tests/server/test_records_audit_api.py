@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from server.services import Services
 from tests.server.devices.helpers import attest, collected_facts
-from tests.server.records_fixtures import Ward, build_ward
+from tests.server.records_fixtures import Ward, build_ward, claims_of
 
 
 @pytest.fixture
@@ -98,3 +98,63 @@ def test_the_stored_log_verifies_against_the_pinned_key(ward: Ward) -> None:
     assert report["checkpoints_checked"] >= 1
     latest = _get(ward, "checkpoints/latest")
     assert latest["key_id"] == key["key_id"]
+
+
+def test_every_decision_says_who_on_what_authority_from_where(ward: Ward) -> None:
+    grant = ward.grant()["grant"]
+    jti = claims_of(grant)["jti"]
+    allowed = ward.use("GET", f"/api/v1/records/documents/{ward.doc_a}/content", grant)
+    denied = ward.use("GET", f"/api/v1/records/documents/{ward.doc_b}/content", grant)
+    assert (allowed.status_code, denied.status_code) == (200, 404)
+    reads = {e["request_id"]: e for e in _get(ward, "entries", action="document.read")["entries"]}
+    for resp, outcome, doc in ((allowed, "allowed", ward.doc_a), (denied, "denied", ward.doc_b)):
+        entry = reads[resp.headers["x-request-id"]]
+        assert entry["ts"] and entry["outcome"] == outcome
+        assert (entry["actor_id"], entry["actor_role"]) == (ward.host_id, "clinician")
+        assert entry["authority_jti"] == jti
+        assert entry["patient_id"] == ward.patient_a and entry["data"]["document_ids"] == [doc]
+        assert entry["consultation_id"] == ward.consultation and entry["purpose_of_use"] == "TREAT"
+        assert (entry["device_id"], entry["ip"], entry["establishment"]) == (
+            "laptop-01",
+            "testclient",
+            "HMP Example",
+        )
+    # The authority is named by its jti: no token is ever written to the log.
+    everything = str(_get(ward, "entries", limit=500)["entries"])
+    for token in (grant, ward.laptop.token, ward.host["Authorization"].split()[1]):
+        assert token not in everything and token.split(".")[1] not in everything
+
+
+def test_every_filter_and_sort_order_narrows_the_log(ward: Ward) -> None:
+    start = _get(ward, "entries", sort="-seq", limit=1)["entries"][0]["ts"]
+    grant = ward.grant()["grant"]
+    jti = claims_of(grant)["jti"]
+    ward.use("GET", f"/api/v1/records/documents/{ward.doc_a}", grant)
+    ward.use("GET", f"/api/v1/records/documents/{ward.doc_b}", grant)
+    ward.use("GET", f"/api/v1/records/documents/{ward.doc_a}", grant, device=ward.laptop2)
+
+    def seqs(**params: Any) -> list[int]:
+        return [e["seq"] for e in _get(ward, "entries", limit=500, **params)["entries"]]
+
+    mine = _get(ward, "entries", authority_jti=jti, sort="seq", limit=500)["entries"]
+    assert [(e["action"], e["outcome"]) for e in mine] == [
+        ("grant.issue", "allowed"),
+        ("document.view", "allowed"),
+        ("document.view", "denied"),
+        ("grant.use", "denied"),
+    ]
+    assert {e["purpose_of_use"] for e in mine} == {"TREAT"}  # refusals too
+    assert seqs(authority_jti=jti, sort="ts") == [e["seq"] for e in mine]
+    assert seqs(authority_jti=jti, sort="-seq") == [e["seq"] for e in reversed(mine)]
+    assert seqs(authority_jti=jti, outcome="denied") == [mine[3]["seq"], mine[2]["seq"]]
+    assert seqs(authority_jti=jti, outcome=["allowed", "denied"]) == seqs(authority_jti=jti)
+    assert seqs(authority_jti=jti, category="document") == [mine[2]["seq"], mine[1]["seq"]]
+    assert seqs(authority_jti=jti, category=["document", "grant"]) == seqs(authority_jti=jti)
+    assert set(seqs(consultation_id=ward.consultation, purpose_of_use="TREAT")) >= {e["seq"] for e in mine}
+    assert seqs(device_id="laptop-01", authority_jti=jti) == seqs(authority_jti=jti)
+    assert seqs(device_id="laptop-02", authority_jti=jti) == []
+    assert seqs(purpose_of_use="ETREAT") == []
+    # A time window: from (inclusive) the first entry of this test, to (exclusive) the grant's issue.
+    window = seqs(**{"from": start, "to": mine[0]["ts"], "sort": "seq"})
+    assert window and window[-1] == mine[0]["seq"] - 1
+    assert all(e["ts"] >= start for e in _get(ward, "entries", **{"from": start, "limit": 500})["entries"])

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from server.consultations.models import Consultation
 from server.db import session_scope
 from server.services import Services
+from tests.server.devices.helpers import attest, collected_facts
 from tests.server.records_fixtures import Ward, build_ward, claims_of, problem
 
 
@@ -191,3 +192,53 @@ def test_every_grant_decision_is_in_the_audit_log(ward: Ward) -> None:
     used = ward.audit(action="grant.use", outcome="denied")
     assert [e["detail"]["reason"] for e in used] == ["key_binding_mismatch"]
     assert grant not in str(ward.audit())
+
+
+def test_an_admin_revokes_one_grant_at_once(ward: Ward) -> None:
+    grant = ward.grant()["grant"]
+    jti = claims_of(grant)["jti"]
+    doc = f"/api/v1/records/documents/{ward.doc_a}"
+    path = f"/api/v1/records/grants/{jti}/revoke"
+    not_admin = ward.client.post(path, json={"reason": "mine"}, headers=ward.host)
+    assert not_admin.status_code == 403
+    assert ward.use("GET", doc, grant).status_code == 200
+    unknown = ward.client.post("/api/v1/records/grants/no-such-jti/revoke", json={}, headers=ward.admin)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+    done = ward.client.post(path, json={"reason": "lost laptop"}, headers=ward.admin)
+    assert done.status_code == 204, done.text
+    resp = ward.use("GET", doc, grant)
+    assert resp.status_code == 401 and resp.json()["code"] == "grant_revoked"
+    assert "lost laptop" in resp.json()["detail"]
+    [entry] = [e for e in ward.audit(action="grant.revoke") if e["authority_jti"] == jti]
+    assert entry["detail"]["reason"] == "lost laptop" and entry["patient_id"] == ward.patient_a
+
+
+def test_revoking_the_device_revokes_its_grants_at_once(ward: Ward) -> None:
+    grant = ward.grant()["grant"]
+    doc = f"/api/v1/records/documents/{ward.doc_a}"
+    assert ward.use("GET", doc, grant).status_code == 200
+    assert ward.client.post("/api/v1/devices/laptop-01/revoke", headers=ward.admin).status_code == 200
+    resp = ward.use("GET", doc, grant)
+    assert resp.status_code == 401 and resp.json()["code"] == "grant_revoked"
+    assert "device_revoked" in resp.json()["detail"]
+    revoked = [e for e in ward.audit(action="grant.revoke") if e["authority_jti"] == claims_of(grant)["jti"]]
+    assert [(e["device_id"], e["detail"]["reason"]) for e in revoked] == [("laptop-01", "device_revoked")]
+
+
+def test_a_device_that_fails_its_posture_check_loses_its_grants_and_its_earlier_token(ward: Ward) -> None:
+    grant = ward.grant()["grant"]
+    doc = f"/api/v1/records/documents/{ward.doc_a}"
+    off = collected_facts("firewall-off", device_id="laptop-01")
+    failed = attest(ward.client, "laptop-01", ward.laptop.key, facts=off)
+    assert failed.status_code == 403 and failed.json()["code"] == "policy_failed"
+    resp = ward.use("GET", doc, grant)
+    assert resp.status_code == 401 and resp.json()["code"] == "grant_revoked"
+    assert "policy_failed" in resp.json()["detail"]
+    # The posture token of the last pass is unexpired, but it no longer vouches for the device.
+    stale = ward.request_grant()
+    assert stale.status_code == 403 and stale.json()["code"] == "no_posture"
+    assert "invalid_posture_token" in stale.json()["detail"]
+    fixed = attest(ward.client, "laptop-01", ward.laptop.key)
+    assert fixed.status_code == 200, fixed.text
+    ward.laptop.token, ward.laptop.jti = fixed.json()["posture_token"], fixed.json()["token_jti"]
+    assert ward.use("GET", doc, ward.grant()["grant"]).status_code == 200

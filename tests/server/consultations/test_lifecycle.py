@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from server.consultations import service
@@ -264,3 +266,47 @@ def test_the_system_may_end_a_call_without_a_user(clinic: Clinic, audit: AuditTr
     assert ended.state == "ended" and ended.ended_by is None
     last = audit.events(consultation_id=cid)[-1]
     assert (last.action, last.outcome, last.actor_id) == ("consultation.ended", "success", None)
+
+
+def _end_and_cancel_at_once(clinic: Clinic, cid: str) -> dict[str, httpx.Response]:
+    start = threading.Barrier(2)
+    answers: dict[str, httpx.Response] = {}
+
+    def send(path: str, headers: dict[str, str], body: dict[str, str]) -> None:
+        start.wait()
+        answers[path] = clinic.post(f"{cid}/{path}", headers, json=body)
+
+    threads = [
+        threading.Thread(target=send, args=("end", clinic.host, {"reason": "done"})),
+        threading.Thread(target=send, args=("cancel", clinic.admin, {"reason": "transferred"})),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return answers
+
+
+def test_of_two_transitions_racing_from_one_state_exactly_one_happens(
+    clinic: Clinic, audit: AuditTrail
+) -> None:
+    """The host ends the call while an admin cancels it: one wins, the other is told the state."""
+    for _ in range(5):
+        cid = clinic.book()["id"]
+        _open(clinic, cid)
+        answers = _end_and_cancel_at_once(clinic, cid)
+        assert sorted(r.status_code for r in answers.values()) == [200, 409]
+        winner = next(path for path, r in answers.items() if r.status_code == 200)
+        final = {"end": "ended", "cancel": "cancelled"}[winner]
+        loser = next(r.json() for r in answers.values() if r.status_code == 409)
+        assert (loser["code"], loser["state"]) == ("invalid_state", final)
+        assert clinic.get(f"/{cid}").json()["state"] == final
+        outcomes = {
+            action: outcome
+            for action, outcome in audit.actions(consultation_id=cid)
+            if action in ("consultation.ended", "consultation.cancelled")
+        }
+        assert outcomes == {
+            "consultation.ended": "success" if winner == "end" else "denied",
+            "consultation.cancelled": "success" if winner == "cancel" else "denied",
+        }
