@@ -82,6 +82,11 @@ def _check_room(
         raise ValidationFailed("The room must be an active, enrolled room endpoint")
     if room.establishment and room.establishment != patient.establishment:
         raise ValidationFailed("The room is not in the patient's establishment")
+    # Lock the room before looking for clashes: a no-op UPDATE takes its row lock on PostgreSQL
+    # and the write lock on SQLite, so a concurrent booking waits and then sees this one.
+    session.connection().execute(
+        update(Device).where(col(Device.id) == room_device_id).values(display_name=col(Device.display_name))
+    )
     clash = session.exec(
         select(Consultation.id).where(
             Consultation.room_device_id == room_device_id,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from server.db import session_scope, utcnow
@@ -218,3 +220,25 @@ def test_lists_clinicians_see_their_own_admins_all_filtered_by_day(clinic: Clini
     assert views[nurses["id"]]["view"] == "public" and "patient_prison_number" not in views[nurses["id"]]
     assert views[today["id"]]["patient_prison_number"] == PRISON_NUMBER
     assert clinic.get("", params={"day": "not-a-day"}).status_code == 422
+
+
+def test_concurrent_bookings_of_one_room_at_one_time_book_it_once(clinic: Clinic, audit: AuditTrail) -> None:
+    body = clinic.body()
+    start = threading.Barrier(4)
+    answers: list[httpx.Response] = []
+
+    def book() -> None:
+        start.wait()
+        answers.append(clinic.client.post("/api/v1/consultations", json=body, headers=clinic.host))
+
+    threads = [threading.Thread(target=book) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(r.status_code for r in answers) == [201, 409, 409, 409]
+    assert {r.json()["code"] for r in answers if r.status_code == 409} == {"conflict"}
+    assert len(clinic.get("").json()) == 1
+    assert sorted(audit.actions()) == [("consultation.scheduled", "denied")] * 3 + [
+        ("consultation.scheduled", "success")
+    ]
