@@ -7,10 +7,12 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from argon2 import PasswordHasher, extract_parameters
 from fastapi.testclient import TestClient
 
+from server.db import session_scope
 from server.errors import ValidationFailed
-from server.identity.models import Role
+from server.identity.models import Role, User
 from server.services import Services
 from tests.server.factories import PASSWORD, add_user, bearer, login
 
@@ -200,3 +202,23 @@ def test_missing_and_malformed_bearer(client: TestClient) -> None:
 def test_usernames_are_checked_by_the_service(services: Services) -> None:
     with pytest.raises(ValidationFailed, match="Usernames"):
         add_user(services, "Bad Name!")
+
+
+def test_passwords_are_stored_with_argon2id_and_weak_hashes_are_upgraded_at_login(
+    client: TestClient, services: Services
+) -> None:
+    alice_id = add_user(services, "alice")
+    with session_scope(services.engine) as session:
+        alice = session.get(User, alice_id)
+        assert alice is not None and PASSWORD not in alice.password_hash
+        stored = extract_parameters(alice.password_hash)
+        assert alice.password_hash.startswith("$argon2id$")
+        assert stored.memory_cost >= 19 * 1024 and stored.time_cost >= 2  # OWASP's baseline
+        # As if hashed years ago with weaker parameters.
+        alice.password_hash = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    login(client, "alice")
+    with session_scope(services.engine) as session:
+        alice = session.get(User, alice_id)
+        assert alice is not None
+        assert extract_parameters(alice.password_hash) == stored
+    login(client, "alice")  # and the new hash verifies
