@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 import httpx
 import pytest
 from argon2 import PasswordHasher, extract_parameters
 from fastapi.testclient import TestClient
+from sqlmodel import select
 
-from server.db import session_scope
+from server.db import session_scope, utcnow
 from server.errors import ValidationFailed
 from server.identity.models import Role, User
 from server.services import Services
@@ -53,6 +55,14 @@ def test_lockout_after_repeated_failures(client: TestClient, services: Services)
     assert locked.json()["code"] == "account_locked"
     assert int(locked.headers["Retry-After"]) > 0
     assert PASSWORD not in locked.text
+    # The lock is for a while, not for ever: once it has run out the right password works.
+    with session_scope(services.engine) as session:
+        alice = session.exec(select(User).where(User.username == "alice")).one()
+        assert alice.locked_until is not None
+        alice.locked_until = utcnow() - timedelta(seconds=1)
+    assert (
+        client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD}).status_code == 200
+    )
 
 
 def _at_once(n: int, request: Callable[[], httpx.Response]) -> list[httpx.Response]:
