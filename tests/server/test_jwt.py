@@ -9,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 from jose import jwt as jose_jwt
+from pydantic import ValidationError
 
 from server.db import session_scope
 from server.errors import InvalidToken
 from server.security.jwt import JwtService, TokenExpired, WrongAudience
 from server.security.keys import KeyRing, rotate_signing_key
 from server.services import Services
+from server.settings import Settings
 from tests.conftest import TEST_SECRET
 from tests.server.factories import add_user, bearer, login
 
@@ -66,6 +68,35 @@ def test_not_yet_valid_rejected(jwt: JwtService) -> None:
     token = jwt.issue(subject="u1", audience=AUD, ttl=timedelta(minutes=5), not_before=future)
     with pytest.raises(InvalidToken):
         jwt.verify(token, audience=AUD)
+
+
+def test_issued_in_the_future_rejected(jwt: JwtService, services: Services) -> None:
+    key = services.keys.signer()
+    now = int(datetime.now(UTC).timestamp())
+    claims = {"iss": "telemed", "sub": "u1", "aud": AUD, "nbf": now, "exp": now + 600, "jti": "j"}
+    forged = jose_jwt.encode(
+        {**claims, "iat": now + 300}, key.private_pem, algorithm="ES256", headers={"kid": key.kid}
+    )
+    with pytest.raises(InvalidToken, match="issued in the future"):
+        jwt.verify(forged, audience=AUD)
+
+
+def test_leeway_is_at_most_a_minute_and_applies_to_expiry(jwt: JwtService, services: Services) -> None:
+    with pytest.raises(ValueError, match="60 seconds"):
+        JwtService(keys=services.keys, issuer="telemed", leeway_s=61)
+    with pytest.raises(ValidationError, match="60"):
+        Settings(jwt_leeway_s=61)
+    strict, lenient = (JwtService(keys=services.keys, issuer="telemed", leeway_s=s) for s in (0, 60))
+    # Lived a minute, ended 20 seconds ago.
+    token = strict.issue(
+        subject="u1",
+        audience=AUD,
+        ttl=timedelta(minutes=1),
+        not_before=datetime.now(UTC) - timedelta(seconds=80),
+    )
+    assert lenient.verify(token, audience=AUD)["sub"] == "u1"
+    with pytest.raises(TokenExpired):
+        strict.verify(token, audience=AUD)
 
 
 def test_wrong_audience_rejected(jwt: JwtService) -> None:
