@@ -60,6 +60,33 @@ def test_parse_prints_the_sim_identifiers() -> None:
     assert (found["iccid"], found["imsi"]) == ("8944100000000000017", "234150999999999")
 
 
+@pytest.mark.parametrize(
+    ("kind", "fixture", "expected"),
+    [
+        (
+            "netsh-mbn-interfaces",
+            "netsh_mbn_interfaces.txt",
+            {"service_running": True, "device_id": "490154203237518"},
+        ),
+        (
+            "netsh-mbn-readyinfo",
+            "netsh_mbn_readyinfo_utf16.txt",
+            {"iccid": "8944100000000000017", "imsi": "234150999999999"},
+        ),
+        ("manage-bde", "manage_bde_de.txt", {"volume": "C:", "protection": "on", "fully_encrypted": True}),
+    ],
+)
+def test_parse_prints_the_windows_tools_facts_as_json(
+    kind: str, fixture: str, expected: dict[str, object]
+) -> None:
+    result = runner.invoke(app, ["parse", kind, str(FIXTURES.parent / "windows" / fixture)])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    # Lists of interfaces and volumes: the first one carries the per-item keys.
+    flat = {**found, **next((v[0] for v in found.values() if isinstance(v, list) and v), {})}
+    assert {key: flat[key] for key in expected} == expected
+
+
 def test_parse_refuses_an_unknown_kind_and_a_file_of_another_tool() -> None:
     unknown = runner.invoke(app, ["parse", "mmcli-toaster", str(FIXTURES / "mmcli_sim.txt")])
     assert unknown.exit_code == 2

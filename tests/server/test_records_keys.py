@@ -21,6 +21,22 @@ from tests.conftest import make_settings
 from tests.server.records_fixtures import MARKER, Ward, build_ward, telemed
 
 
+def _blobs(services: Services) -> dict[Path, bytes]:
+    """Every stored file under the blob store, by path."""
+    root = services.settings.data_dir / "blobs"
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _sealed(services: Services) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """Note ciphertexts, and the wrapped data keys of documents and note versions, by row id."""
+    with Session(services.engine) as session:
+        documents = session.exec(select(Document)).all()
+        versions = session.exec(select(NoteVersion)).all()
+        ciphertexts = {v.id: bytes(v.ciphertext) for v in versions}
+        wrapped = {row.id: bytes(row.wrapped_key) for row in (*documents, *versions)}
+    return ciphertexts, wrapped
+
+
 @pytest.fixture
 def ward(client: TestClient, services: Services) -> Ward:
     return build_ward(client, services)
@@ -77,12 +93,20 @@ def test_a_loose_key_file_is_refused(ward: Ward, services: Services) -> None:
 def test_rotate_kek_rewraps_every_key_and_everything_still_reads(ward: Ward, services: Services) -> None:
     grant = ward.grant()["grant"]
     note = ward.use("POST", "/api/v1/records/notes", grant, json={"text": "before rotation"}).json()
+    blobs_before = _blobs(services)
+    notes_before, keys_before = _sealed(services)
     code, out = telemed(services.settings, "keys", "rotate-kek")
     assert code == 0, out
     assert "version 2" in out and "re-wrapped 3 document and 1 note keys" in out
     with Session(services.engine) as session:
         assert {d.kek_version for d in session.exec(select(Document)).all()} == {2}
         assert {v.kek_version for v in session.exec(select(NoteVersion)).all()} == {2}
+    # Re-wrapped, not re-encrypted: every file and note ciphertext is byte for byte the same.
+    assert len(blobs_before) == 3 and _blobs(services) == blobs_before
+    notes_after, keys_after = _sealed(services)
+    assert notes_after == notes_before
+    assert keys_after.keys() == keys_before.keys()
+    assert all(keys_after[row] != keys_before[row] for row in keys_before)
     # A fresh process with the rotated keys reads old files and notes.
     settings = make_settings(str(services.settings.database_url), services.settings.data_dir)
     fresh = Services.build(settings)

@@ -223,6 +223,18 @@ def test_device_clock_far_off_is_refused(client: TestClient, services: Services)
     )
     body = _refused(client.post("/api/v1/devices/laptop-01/attest", json=report), 401, "clock_skew")
     assert "behind the server clock" in body["detail"]
+    ahead = challenge(client, "laptop-01")
+    report = signed_report(
+        key,
+        device_id="laptop-01",
+        nonce=ahead["nonce"],
+        policy_hash=ahead["policy_hash"],
+        facts=collected_facts(device_id="laptop-01"),
+        collected_at=utcnow() + timedelta(minutes=10),
+    )
+    body = _refused(client.post("/api/v1/devices/laptop-01/attest", json=report), 401, "clock_skew")
+    assert "ahead of the server clock" in body["detail"]
+    assert [c["code"] for c in _checks(client, admin)] == ["clock_skew", "clock_skew"]
 
 
 def test_report_for_another_policy_is_refused(client: TestClient, services: Services) -> None:

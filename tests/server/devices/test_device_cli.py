@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlmodel import Session
 from typer.testing import CliRunner
 
 from device_policy.keys import b64url_encode, generate_device_key, key_thumbprint, public_key_b64
 from server.cli import cli
+from server.db import make_engine
+from server.devices.models import Device
 
 runner = CliRunner()
 
@@ -66,3 +69,48 @@ def test_enrol_refuses_bad_input_with_the_reason(db_url: str, tmp_path: Path) ->
     assert code == 1 and "already_exists" in err
     code, out, _ = _invoke(db_url, tmp_path, "checks", "--outcome", "fail")
     assert code == 0 and "laptop-01" not in out
+
+
+def test_enrol_a_laptop_with_its_modem_sim_and_type_approval(db_url: str, tmp_path: Path) -> None:
+    key = generate_device_key()
+    code, out, err = _invoke(
+        db_url,
+        tmp_path,
+        "enrol",
+        "laptop-07",
+        "--kind",
+        "prison_laptop",
+        "--public-key",
+        public_key_b64(key.public_key()),
+        "--serial",
+        "5CG1234XYZ",
+        "--model",
+        "Latitude 7440 Rugged",
+        "--type-approval",
+        "TA-2026-0042",
+        "--imei",
+        "356938035643809",
+        "--iccid",
+        "8944000000000000001",
+        "--imsi",
+        "234150000000001",
+    )
+    assert code == 0, err
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            device = session.get(Device, "laptop-07")
+            assert device is not None
+            assert (device.serial, device.model, device.type_approval) == (
+                "5CG1234XYZ",
+                "Latitude 7440 Rugged",
+                "TA-2026-0042",
+            )
+            assert (device.imei, device.iccid, device.imsi) == (
+                "356938035643809",
+                "8944000000000000001",
+                "234150000000001",
+            )
+            assert device.key_thumbprint == key_thumbprint(key.public_key())
+    finally:
+        engine.dispose()

@@ -11,7 +11,9 @@ from jose import jwt as jose_jwt
 
 from device_policy.proof import sign_request_proof
 from server.db import utcnow
+from server.identity.models import Role
 from tests.server.devices.helpers import collected_facts, signed_report
+from tests.server.factories import PASSWORD, add_user, bearer
 from tests.support.signalling_scene import Enrolled, Scene, audited
 
 
@@ -94,3 +96,21 @@ async def test_a_host_on_a_prison_laptop_joins_only_with_that_laptop_s_posture(s
     token = scene.host_token(device=scene.laptop)
     host = await scene.join(token, **scene.posture_fields(scene.laptop, token))
     assert host.welcome["role"] == "host" and isinstance(host.welcome["posture_expires_at"], int)
+
+
+async def test_revoking_a_device_through_the_api_suspends_it_in_the_call_at_once(scene: Scene) -> None:
+    add_user(scene.services, "root", role=Role.ADMIN)
+    host = await scene.join_host()
+    room = await scene.join_room()
+    await scene.admitted(host, room)
+    async with httpx.AsyncClient(base_url=scene.server.base_url, timeout=10) as http:
+        signed_in = await http.post("/api/v1/auth/login", json={"username": "root", "password": PASSWORD})
+        admin = bearer(signed_in.json()["access_token"])
+        revoked = await http.post(
+            f"/api/v1/devices/{scene.room.id}/revoke", json={"reason": "stolen"}, headers=admin
+        )
+    assert revoked.status_code == 200, revoked.text
+    assert (await room.expect("suspended"))["reason"] == "device_revoked"
+    told = await host.expect("participant.suspended")
+    assert (told["participant"]["id"], told["reason"]) == (room.id, "device_revoked")
+    await audited(scene, ("signalling.suspended", "denied"))
