@@ -81,8 +81,8 @@ def test_the_database_refuses_to_rewrite_checkpoints(engine: Engine) -> None:
         conn.execute(text("UPDATE audit_checkpoints SET tree_size = 2"))
 
 
-def test_concurrent_writers_get_contiguous_numbers_and_one_valid_chain(engine: Engine) -> None:
-    threads, per_thread = 8, 50
+def _append_concurrently(engine: Engine, *, threads: int, per_thread: int) -> list[BaseException]:
+    """Start ``threads`` writers together, each appending ``per_thread`` entries; return their errors."""
     errors: list[BaseException] = []
     start = threading.Barrier(threads)
 
@@ -93,7 +93,7 @@ def test_concurrent_writers_get_contiguous_numbers_and_one_valid_chain(engine: E
                 with Session(engine) as session:
                     append_entry(session=session, event=event(index * 1000 + n))
                     session.commit()
-        except BaseException as exc:  # surfaced below with its thread's traceback
+        except BaseException as exc:  # surfaced by the caller with its thread's traceback
             errors.append(exc)
 
     workers = [threading.Thread(target=writer, args=(i,)) for i in range(threads)]
@@ -101,7 +101,12 @@ def test_concurrent_writers_get_contiguous_numbers_and_one_valid_chain(engine: E
         worker.start()
     for worker in workers:
         worker.join()
-    assert errors == []
+    return errors
+
+
+def test_concurrent_writers_get_contiguous_numbers_and_one_valid_chain(engine: Engine) -> None:
+    threads, per_thread = 8, 50
+    assert _append_concurrently(engine, threads=threads, per_thread=per_thread) == []
     assert _seqs(engine) == list(range(1, threads * per_thread + 1))
     checkpoint(engine, KEY)
     report = verify_text(export_text(engine), KEY)
@@ -148,24 +153,7 @@ def test_writers_racing_on_a_wiped_head_recreate_it_once(engine: Engine) -> None
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_head"))
     threads = 6
-    errors: list[BaseException] = []
-    start = threading.Barrier(threads)
-
-    def writer(index: int) -> None:
-        try:
-            start.wait()
-            with Session(engine) as session:
-                append_entry(session=session, event=event(index))
-                session.commit()
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    workers = [threading.Thread(target=writer, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert errors == []
+    assert _append_concurrently(engine, threads=threads, per_thread=1) == []
     assert _seqs(engine) == list(range(1, threads + 1))
 
 
