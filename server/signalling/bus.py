@@ -159,7 +159,7 @@ class RedisBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
         with contextlib.suppress(Exception):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
 
     async def publish(self, channel: str, data: bytes) -> None:
         """Queue for the writer, which sends in order and pipelines what has piled up.
