@@ -1,4 +1,4 @@
-"""HTTP API for consultations, invites and join tokens. Thin: the service decides, the views filter."""
+"""HTTP API for consultations, the host's schedule, invites and join tokens. Services decide, views filter."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from server.consultations import invites, joining, service, views
 from server.consultations.models import Consultation
+from server.consultations.schedule import clinician_schedule
 from server.consultations.schemas import (
     CancelRequest,
     ConsentRequest,
@@ -25,8 +26,17 @@ from server.consultations.schemas import (
     JoinTicketOut,
     PatientIdentityOut,
     RedeemRequest,
+    ScheduleItem,
 )
-from server.deps import CompliantDevice, ServicesDep, SessionDep, StaffUser, get_compliant_device
+from server.deps import (
+    ClinicianUser,
+    CompliantDevice,
+    CurrentPrincipal,
+    ServicesDep,
+    SessionDep,
+    StaffUser,
+    get_compliant_device,
+)
 from server.devices.posture import PostureContext
 from server.errors import ValidationFailed
 from server.identity.models import Role, User
@@ -109,6 +119,26 @@ def list_consultations(
     """List consultations in start order (a clinician's own, all for an admin), optionally for one UTC day."""
     found = service.list_consultations(session=session, user=user, day=day, mine=mine)
     return views.views_for(session=session, consultations=found, viewer=user)
+
+
+@router.get("/schedule", response_model=list[ScheduleItem])
+def my_schedule(
+    request: Request,
+    user: ClinicianUser,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    day: Annotated[date | None, Query(description="A UTC day, YYYY-MM-DD; default today (UTC)")] = None,
+) -> list[ScheduleItem]:
+    """The consultations the calling clinician hosts on one UTC day, with their patients (each audited)."""
+    rows = clinician_schedule(
+        session=session,
+        clinician=user,
+        day=day,
+        authority_jti=principal.jti,
+        request_id=getattr(request.state, "request_id", None),
+        ip=request.client.host if request.client else None,
+    )
+    return [views.schedule_item(row) for row in rows]
 
 
 @router.get("/consultations/{consultation_id}", response_model=ConsultationView)

@@ -1,7 +1,7 @@
 """Request and response bodies. Each view is its own model, so a response can never carry a
 field its caller may not see: the public view has no patient at all, the private view (host
-and admins) names the patient by prison number only, and only the identity check returns
-name and date of birth — to the host.
+and admins) names the patient by prison number only, and only the identity check and the
+host's own schedule return name and date of birth — to the host.
 """
 
 from __future__ import annotations
@@ -130,3 +130,33 @@ class JoinTicketOut(BaseModel):
     not_before: datetime
     expires_at: datetime
     consultation: ConsultationPublic
+
+
+class SchedulePatient(BaseModel):
+    """Who the patient is, so the host can tell the day's patients apart (audited when shown)."""
+
+    id: str
+    name: str
+    prison_number: str
+    date_of_birth: date
+
+
+class ScheduleRoom(BaseModel):
+    """The booked healthcare room."""
+
+    id: str
+    display_name: str = Field(description="The room's display name, or its id when it has none")
+
+
+class ScheduleItem(BaseModel):
+    """One consultation on the host's own schedule for a day."""
+
+    id: str
+    state: ConsultationState
+    scheduled_start: datetime
+    scheduled_end: datetime
+    patient: SchedulePatient
+    room: ScheduleRoom | None
+    specialist_name: str | None
+    identity_confirmed_at: datetime | None
+    consent_recorded_at: datetime | None

@@ -10,7 +10,16 @@ from records.models import Patient
 from server.consultations import access
 from server.consultations.joining import JoinTicket
 from server.consultations.models import Consultation
-from server.consultations.schemas import ConsultationPrivate, ConsultationPublic, JoinTicketOut
+from server.consultations.schedule import ScheduledConsultation
+from server.consultations.schemas import (
+    ConsultationPrivate,
+    ConsultationPublic,
+    JoinTicketOut,
+    ScheduleItem,
+    SchedulePatient,
+    ScheduleRoom,
+)
+from server.devices.rooms import room_name
 from server.identity.models import User
 
 
@@ -110,4 +119,25 @@ def ticket_out(*, session: Session, ticket: JoinTicket) -> JoinTicketOut:
         consultation=public_view(
             ticket.consultation, host_name=names.get(ticket.consultation.host_user_id, "")
         ),
+    )
+
+
+def schedule_item(row: ScheduledConsultation) -> ScheduleItem:
+    """A row of the host's schedule for the wire."""
+    c, patient, room = row.consultation, row.patient, row.room
+    return ScheduleItem(
+        id=c.id,
+        state=c.state,
+        scheduled_start=c.scheduled_start,
+        scheduled_end=c.scheduled_end,
+        patient=SchedulePatient(
+            id=patient.id,
+            name=patient.name,
+            prison_number=patient.prison_number,
+            date_of_birth=patient.date_of_birth,
+        ),
+        room=ScheduleRoom(id=room.id, display_name=room_name(room)) if room is not None else None,
+        specialist_name=c.specialist_name,
+        identity_confirmed_at=c.identity_confirmed_at,
+        consent_recorded_at=c.consent_recorded_at,
     )

@@ -4,6 +4,7 @@ Admin: ``POST/GET /api/v1/devices``, ``GET /api/v1/devices/{id}``,
 ``POST /api/v1/devices/{id}/revoke``, ``GET /api/v1/device-checks``.
 Device: ``POST /api/v1/devices/{id}/challenge``, ``POST /api/v1/devices/{id}/attest``,
 ``GET /api/v1/devices/me/posture`` (posture token + proof), ``GET /api/v1/device-policy``.
+Staff (clinicians and admins): ``GET /api/v1/rooms``, the rooms they can book.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from device_policy.errors import DevicePolicyError
 from server.db import utcnow
-from server.deps import AdminUser, CompliantDevice, ServicesDep, SessionDep
-from server.devices import checks, enrolment
+from server.deps import AdminUser, CompliantDevice, ServicesDep, SessionDep, StaffUser
+from server.devices import checks, enrolment, rooms
 from server.devices.attest import (
     MAX_REPORT_BYTES,
     AttestationPassed,
@@ -32,6 +33,7 @@ from server.devices.schemas import (
     PolicyPublic,
     PostureContextPublic,
     RevokeRequest,
+    RoomPublic,
     RuleSummary,
 )
 from server.devices.suspension import suspend_in_calls
@@ -236,3 +238,12 @@ async def attest(
         warnings=[RuleSummary(**rule_summary(r)) for r in result.warnings],
         report=result.model_dump(mode="json"),
     )
+
+
+@router.get("/rooms", response_model=list[RoomPublic], tags=["rooms"])
+def list_rooms(user: StaffUser, session: SessionDep) -> list[RoomPublic]:
+    """Active healthcare rooms to book, by establishment then name (clinicians and admins)."""
+    return [
+        RoomPublic(id=room.id, display_name=rooms.room_name(room), establishment=room.establishment)
+        for room in rooms.list_rooms(session=session)
+    ]

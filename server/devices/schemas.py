@@ -86,3 +86,11 @@ class PolicyPublic(BaseModel):
     hash: str
     description: str
     rules: list[dict[str, Any]]
+
+
+class RoomPublic(BaseModel):
+    """A bookable healthcare room, as any staff member may see it: nothing else about the device."""
+
+    id: str
+    display_name: str = Field(description="The room's display name, or its id when it has none")
+    establishment: str | None
