@@ -38,6 +38,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clinic_client.call import CallStats, LocalMedia, open_devices, open_media, synthetic_media
+from clinic_client.console.cli import console as console_command
 from clinic_client.posture import CollectorSource, PostureAgent, PostureError, SimulatedSource
 from clinic_client.session import (
     ConsultationSession,
@@ -388,6 +389,9 @@ def room(
             await agent.aclose()
 
     raise typer.Exit(_run(main))
+
+
+app.command("console")(console_command)
 
 
 def _logging(verbose: bool) -> None:

@@ -53,6 +53,10 @@ log = logging.getLogger("telemed.client.signalling")
 PROTOCOL_VERSION = 1
 # Close codes after which coming back cannot help (docs/protocol.md).
 FINAL_CLOSE_CODES = frozenset({1000, 4400, 4401, 4403, 4404, 4409, 4410, 4429})
+# What a UI may send through :meth:`SignallingClient.send_message` (docs/protocol.md).
+FORWARDABLE_TYPES = frozenset(
+    {"offer", "answer", "ice", "admit", "deny", "return_to_waiting", "start", "end", "leave", "ping"}
+)
 ClientState = Literal["new", "connecting", "open", "reconnecting", "closed"]
 
 
@@ -275,6 +279,7 @@ class SignallingClient:
         self._last_proof: str | None = None
         self.state: ClientState = "new"
         self.welcome: Welcome | None = None
+        self.welcome_data: dict[str, Any] = {}
         self.close_code: int | None = None
         self.last_error: ServerEvent | None = None
         self.reconnects = 0
@@ -341,6 +346,8 @@ class SignallingClient:
         self._ws = ws
         welcome = Welcome.from_wire(message)
         self.welcome = welcome
+        # The raw welcome for a UI to show, without the one secret in it.
+        self.welcome_data = {k: v for k, v in message.items() if k != "resume_token"}
         self.ice, self.ice_expires_at = welcome.ice, welcome.ice_expires_at
         self._resume_token = str(message["resume_token"])
         self._schedule_posture_renewal(welcome.posture_expires_at)
@@ -395,6 +402,29 @@ class SignallingClient:
             return
         with contextlib.suppress(ConnectionClosed):
             await ws.send(json.dumps(message))
+
+    async def send_message(self, message: Mapping[str, Any]) -> None:
+        """Send one protocol message as given (a UI's own ``offer``, ``admit``, ``ping``…), adding ``v``.
+
+        Only the types in :data:`FORWARDABLE_TYPES` may be sent this way (never ``hello`` or
+        ``posture``: those carry this client's credentials); the server validates the rest and
+        answers with ``error`` events. An ``id`` comes back as the ``ref`` of the server's
+        ``ack``/``pong``/``error``, which then reach the event iterator.
+
+        Example::
+
+            await client.send_message({"type": "admit", "id": "page-7", "participant": "room:room-01"})
+        """
+        kind = message.get("type")
+        if kind not in FORWARDABLE_TYPES:
+            raise SignallingError(f"Cannot send a message of type {str(kind)[:32]!r}", code="unknown_type")
+        ws = self._ws
+        if ws is None or self.state != "open":
+            raise NotConnected(f'Cannot send {kind} in state "{self.state}"', code="not_connected")
+        try:
+            await ws.send(json.dumps({**message, "v": PROTOCOL_VERSION}))
+        except ConnectionClosed as exc:
+            raise NotConnected(f"The socket closed before {kind} was sent", code="not_connected") from exc
 
     async def request(self, kind: str, *, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
         """Send a control message and wait for its ``ack`` (raises :class:`RequestRefused`).
@@ -557,7 +587,9 @@ class SignallingClient:
                 continue
             self.state = "open"
             self.reconnects += 1
-            self._events.put_nowait(ServerEvent(type="reconnected", welcome=welcome))
+            self._events.put_nowait(
+                ServerEvent(type="reconnected", welcome=welcome, data=dict(self.welcome_data))
+            )
             return True
         return False
 
