@@ -74,7 +74,7 @@ class Bridge:
     async def refuse(self, code: str, message: str, close_code: int) -> None:
         """Tell the page why, then close its socket."""
         await self.send({"type": "error", "code": code, "message": message})
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await self.page.close(close_code)
 
     async def run(self) -> None:
@@ -99,7 +99,7 @@ class Bridge:
                 await self.client.close()
             else:
                 await self.client.leave()
-            with contextlib.suppress(RuntimeError):
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 if self.page.application_state == WebSocketState.CONNECTED:
                     await self.page.close(1000)
 
@@ -107,7 +107,7 @@ class Bridge:
         try:
             first = json.loads(await asyncio.wait_for(self.page.receive_text(), JOIN_TIMEOUT_S))
         except (TimeoutError, WebSocketDisconnect):
-            with contextlib.suppress(RuntimeError):
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await self.page.close(4408)
             return False
         except (ValueError, KeyError):

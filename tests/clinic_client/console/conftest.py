@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -62,16 +63,17 @@ class Clinic:
             **options,
         )
 
-    def admin_http(self) -> httpx.Client:
-        """An admin's HTTP client straight to the server (to import documents)."""
-        http = httpx.Client(base_url=self.server_url, timeout=TIMEOUT)
-        token = http.post("/api/v1/auth/login", json={"username": "root", "password": PASSWORD}).json()
-        http.headers["Authorization"] = f"Bearer {token['access_token']}"
-        return http
+    @contextmanager
+    def server_http(self, username: str = "root") -> Iterator[httpx.Client]:
+        """A signed-in HTTP client straight to the server (an admin importing documents…)."""
+        with httpx.Client(base_url=self.server_url, timeout=TIMEOUT) as http:
+            token = http.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD}).json()
+            http.headers["Authorization"] = f"Bearer {token['access_token']}"
+            yield http
 
     def import_document(self, content: bytes, content_type: str = "application/pdf") -> str:
         """An admin imports a document for the scene's patient; its id."""
-        with self.admin_http() as http:
+        with self.server_http() as http:
             response = http.post(
                 f"/api/v1/records/patients/{self.scene.patient_id}/documents",
                 params={"doc_type": "letter", "title": "Discharge letter", "document_date": "2026-01-05"},
@@ -198,6 +200,13 @@ class Socket:
         message: dict[str, Any] = json.loads(text)
         self.seen.append(message)
         return message
+
+    async def got(self, kind: str, timeout: float = TIMEOUT, **match: Any) -> dict[str, Any]:
+        """A message of ``kind`` already received, or the next one to arrive."""
+        for message in self.seen:
+            if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
+                return message
+        return await self.expect(kind, timeout, **match)
 
     async def expect(self, kind: str, timeout: float = TIMEOUT, **match: Any) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
