@@ -151,7 +151,7 @@ class Page(ConsolePage):
         """Remember what the agent holds right now (it forgets tokens on sign-out)."""
         self.clinic.secrets |= set(self.thread.agent.secrets())
 
-    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         self.note_secrets()
         response = await super().send(request, **kwargs)
         await response.aread()
