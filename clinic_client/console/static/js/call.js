@@ -143,7 +143,9 @@ function renderSide() {
   start.setAttribute('aria-describedby', 'call-start-hint');
   const leave = h('button', { type: 'button', className: 'control', dataset: { action: 'leave-call' } }, 'Back to today’s consultations');
   leave.addEventListener('click', () => go('schedule'));
-  before.append(checklist, h('div', { className: 'actions' }, start), hint, h('div', { className: 'actions' }, leave));
+  // Ready: Start is the one next step, so it comes first; otherwise the checklist does.
+  if (ready) before.append(h('div', { className: 'actions' }, start), hint, checklist, h('div', { className: 'actions' }, leave));
+  else before.append(checklist, h('div', { className: 'actions' }, start), hint, h('div', { className: 'actions' }, leave));
 }
 
 function admittedSpecialists() {

@@ -63,6 +63,7 @@ export function renderChecklist(container, c, { level = 'h2', onChange = () => {
       h('div', {}, h('dt', {}, 'Date of birth'), h('dd', { dataset: { field: 'date_of_birth' } }, formatDate(patient.date_of_birth)))));
   identity.dataset.step = 'identity';
   if (c.identity_confirmed_at) {
+    if (level !== 'h2') identity.classList.add('compact');
     identity.append(doneLine(`Identity confirmed at ${formatTime(c.identity_confirmed_at)}.`, 'identity'));
   } else {
     const button = h('button', { type: 'button', className: 'control primary', dataset: { action: 'confirm-identity' } }, 'Identity confirmed');
@@ -93,6 +94,7 @@ export function renderChecklist(container, c, { level = 'h2', onChange = () => {
     h('p', {}, 'Explain that this is a video consultation and that you will read their health records during it. Ask whether they agree.'));
   consent.dataset.step = 'consent';
   if (c.consent_recorded_at) {
+    if (level !== 'h2') consent.classList.add('compact');
     consent.append(doneLine(`The patient agreed at ${formatTime(c.consent_recorded_at)}.`, 'consent'));
   } else {
     const agree = h('button', { type: 'button', className: c.identity_confirmed_at ? 'control primary' : 'control', dataset: { action: 'record-consent' } }, 'Patient agrees');

@@ -66,6 +66,8 @@ export function show(screen, { focus = true, title } = {}) {
     section.hidden = section.dataset.screen !== screen;
   }
   document.body.dataset.screen = screen;
+  // What the status region said belonged to the screen before.
+  if (previous !== screen) announce('');
   if (screen !== 'message') delete document.body.dataset.message;
   document.title = `${title || TITLES[screen]} – Telemed clinician console`;
   if (focus) focusHeading(screen);
@@ -78,12 +80,15 @@ export function focusHeading(screen = document.body.dataset.screen) {
 }
 
 /** Say what changed in the live region (polite; "warning" tone looks different but reads the same). */
+let announceTimer = null;
+
 export function announce(text, tone = 'info') {
   const status = $('status');
   // Clear then set, so repeating the same sentence is read again.
+  window.clearTimeout(announceTimer);
   status.textContent = '';
   status.dataset.tone = tone;
-  if (text) window.setTimeout(() => { status.textContent = text; }, 30);
+  if (text) announceTimer = window.setTimeout(() => { status.textContent = text; }, 30);
 }
 
 export const MESSAGES = {
