@@ -81,7 +81,7 @@ async function loadRooms() {
     groups.get(key).append(h('option', { value: room.id }, room.display_name || room.id));
   }
   for (const group of groups.values()) select.append(group);
-  select.append(h('option', { value: '' }, 'No room: the patient is with me'));
+  select.append(h('option', { value: '' }, 'No room: the patient is with me, a specialist joins'));
   select.selectedIndex = 0;
 }
 
@@ -110,6 +110,14 @@ async function submit(event) {
     (day ? $('book-time') : $('book-date')).focus();
     return;
   }
+  const room = $('book-room').value || null;
+  const specialist = $('book-specialist').value.trim();
+  if (!room && !specialist) {
+    // Nobody to call: the service refuses a consultation with neither a room nor a specialist.
+    setBox('book-error', 'Choose the patient’s room, or type the name of the specialist who will join.');
+    $('book-room').focus();
+    return;
+  }
   const start = localIsoWithOffset(day, time);
   if (Date.parse(start) < Date.now() - 5 * 60000) {
     setBox('book-error', 'That time has already passed. Choose a later start time.');
@@ -123,16 +131,19 @@ async function submit(event) {
       method: 'POST',
       body: {
         patient_id: found.id,
-        room_device_id: $('book-room').value || null,
+        room_device_id: room,
         start,
         minutes: Number($('book-minutes').value),
+        ...(specialist ? { specialist_name: specialist } : {}),
       },
     });
     await go('schedule', { announceText: `Booked: ${found.name} at ${formatTime(start)}.` });
   } catch (err) {
     const text = err.status === 409
       ? 'That room is already booked at that time. Choose another time or another room.'
-      : plainError(err, 'The consultation could not be booked. Please try again.');
+      : err.status === 422
+        ? 'Some details are not right. Check the room or specialist, the day, the start time and the length.'
+        : plainError(err, 'The consultation could not be booked. Please try again.');
     setBox('book-error', text);
   } finally {
     updateSubmit();

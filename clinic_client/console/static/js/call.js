@@ -340,6 +340,7 @@ function onClosed(code) {
     return go('device-check', { run: false });
   }
   if (err && (err.code === 'consultation_closed' || err.code === 'consultation_not_found')) return finish('consultation_over');
+  if (!state.welcomed && err) return finish('join_failed', joinFailureHint(err));
   if (closeCode === 4403 || closeCode === 4401 || closeCode === 4404 || closeCode === 4400 || closeCode === 4429) {
     return finish('join_failed', err ? joinFailureHint(err) : undefined);
   }

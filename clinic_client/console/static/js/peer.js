@@ -60,7 +60,7 @@ export class Peer {
     const name = h('span', { className: 'name' });
     const note = h('span', { className: 'tile-state' });
     const quality = h('span', { className: 'quality-line' });
-    const back = h('button', { type: 'button', className: 'control small send-back', dataset: { action: 'send-back' } }, 'Send back to waiting');
+    const back = h('button', { type: 'button', className: 'control small send-back', dataset: { action: 'send-back' } }, 'Send back to the waiting room');
     back.addEventListener('click', () => this.ctx.onSendBack(this));
     const caption = h('figcaption', {}, name, note, quality, back);
     figure.append(video, waiting, audioOnly, caption);
