@@ -104,8 +104,11 @@ async def _hold(ctx: Context, document: dict[str, Any], json_output: bool) -> No
             f"  admin:      username admin, password in {join.admin_password_file}\n"
             f"  follow-up:  consultation {join.consultation_id} is booked now → +30 min; "
             "the room endpoint is waiting in it\n\n"
-            "Join it as the clinician from another terminal (the password is read from its file):\n"
+            "Open the clinician's console in the browser (sign in as "
+            f"{join.username}, password in {join.password_file}):\n"
         )
+        console.print(join.console_command, soft_wrap=True, highlight=False, markup=False)
+        console.print("\nor join from a terminal (the password is read from its file):\n")
         console.print(join.command, soft_wrap=True, highlight=False, markup=False)
         console.print("\nCtrl-C stops the server and cleans up.")
     await stop.wait()

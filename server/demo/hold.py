@@ -4,7 +4,9 @@ The story's consultation has ended (that is part of the story), so a follow-up i
 for the same patient, clinician and room, now → +30 min, and the demo's room endpoint
 waits in it — as ``telemed-client room`` would — sending synthetic video. From another
 terminal the clinician joins it with ``telemed-client join`` (the exact command is
-printed; the password is read from a file, never printed) and admits the room.
+printed; the password is read from a file, never printed) and admits the room — or opens the
+clinician's console in the browser with ``telemed-client console`` (also printed) and signs
+in there with the password from the same file.
 """
 
 from __future__ import annotations
@@ -69,6 +71,23 @@ class JoinInstructions:
         password = f'TELEMED_CLIENT_PASSWORD="$(cat {shlex.quote(self.password_file)})"'
         return f"{password} {shlex.join(argv)}"
 
+    @property
+    def console_command(self) -> str:
+        """The command that opens the clinician's console in the browser on the demo's laptop."""
+        argv = [
+            _client_program(),
+            "console",
+            "--server",
+            self.server_url,
+            "--device-id",
+            self.device_id,
+            "--key-file",
+            self.key_file,
+            "--simulate",
+            "compliant",
+        ]
+        return shlex.join(argv)
+
     def to_json(self) -> dict[str, str]:
         """For ``--json``."""
         return {
@@ -81,6 +100,7 @@ class JoinInstructions:
             "device_id": self.device_id,
             "key_file": self.key_file,
             "join_command": self.command,
+            "console_command": self.console_command,
         }
 
 

@@ -15,7 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+
+from tests.support.console_agent import LAUNCH_RE
 
 pytestmark = pytest.mark.slow
 
@@ -194,8 +197,50 @@ def test_keep_running_leaves_a_consultation_to_join_with_the_printed_command(tmp
             check=False,
         )
         assert joined.returncode == 0, joined.stdout + joined.stderr
+        _the_printed_console_command_opens_a_console_that_signs_in(keep, tmp_path, env)
     finally:
         demo.send_signal(signal.SIGINT)
         _, errors = demo.communicate(timeout=60)
     assert demo.returncode == 0, errors[-4000:]
     assert not Path(keep["data_dir"]).exists()  # Ctrl-C cleaned up the temporary data
+
+
+def _the_printed_console_command_opens_a_console_that_signs_in(
+    keep: dict[str, str], workdir: Path, env: dict[str, str]
+) -> None:
+    """Run the printed console command (with ``--no-browser``), open its launch URL as the browser
+    would, sign in with the password from the demo's file: the device check passes on the demo's
+    laptop and today's schedule shows the follow-up the room endpoint waits in."""
+    agent = subprocess.Popen(
+        ["bash", "-c", keep["console_command"] + " --no-browser --port 0"],
+        cwd=workdir,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert agent.stdout is not None
+        launch = ""
+        for line in agent.stdout:
+            found = LAUNCH_RE.search(line)
+            if found:
+                launch = found.group(1)
+                break
+        assert launch, "the console printed no launch URL"
+        origin = launch.split("/launch/")[0]
+        with httpx.Client(base_url=origin, headers={"Origin": origin}, timeout=30.0) as page:
+            assert page.get(launch).status_code == 303
+            password = Path(keep["password_file"]).read_text().strip()
+            signed_in = page.post("/api/sign-in", json={"username": keep["username"], "password": password})
+            assert signed_in.status_code == 200, signed_in.text
+            assert signed_in.json()["signed_in"] is True
+            check = page.post("/api/device-check")
+            assert check.status_code == 200 and check.json()["compliant"] is True, check.text
+            schedule = page.get("/api/schedule")
+            assert schedule.status_code == 200, schedule.text
+            assert any(row["id"] == keep["consultation_id"] for row in schedule.json())
+    finally:
+        agent.terminate()
+        agent.communicate(timeout=30)  # reaps it and closes the pipe
