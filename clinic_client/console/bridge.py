@@ -5,7 +5,8 @@ fresh, gets the host join token (with the posture headers), connects a
 :class:`~clinic_client.signalling.SignallingClient` (which answers posture renewal and resumes
 a dropped socket by itself) and sends the page the server's ``welcome`` without its resume
 token. From then on protocol messages pass both ways; the agent adds its own ``agent.*``
-events. docs/console.md lists every message.
+events. docs/console.md lists every message. :class:`PageLink` is the page half (the room
+screen's agent uses it too, clinic_client/room/link.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from clinic_client.session import signalling_url
 from clinic_client.signalling import (
     FORWARDABLE_TYPES,
     JoinRefused,
+    NotConnected,
     SignallingClient,
     SignallingError,
 )
@@ -53,16 +55,23 @@ def _close_code(status: int) -> int:
     return {401: 4401, 403: 4403}.get(status, 4403 if 400 <= status < 500 else 1011)
 
 
-class Bridge:
-    """One page socket joined to one server socket."""
+class PageLink:
+    """One page socket: sending to it, reading it, and carrying its protocol messages to the
+    agent's server socket (the console's bridge, and the room screen's)."""
 
-    def __init__(self, websocket: WebSocket, agent: ConsoleAgent) -> None:
+    # What the page may send on; its words when it sends anything else.
+    allowed_types: frozenset[str] = FORWARDABLE_TYPES
+    refused_words = "The console cannot send that."
+
+    def __init__(self, websocket: WebSocket) -> None:
         self.page = websocket
-        self.agent = agent
         self.client: SignallingClient | None = None
-        self.consultation_id = ""
         self._send_lock = asyncio.Lock()
         self._ended = False
+
+    def server(self) -> SignallingClient | None:
+        """The server socket the page's messages go to now (None: not joined)."""
+        return self.client
 
     async def send(self, message: Mapping[str, Any]) -> None:
         """Send the page one message (one sender at a time)."""
@@ -76,6 +85,72 @@ class Bridge:
         await self.send({"type": "error", "code": code, "message": message})
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await self.page.close(close_code)
+
+    def _for_page(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
+        message = scrub(data)
+        ref = message.get("ref")
+        if isinstance(ref, str):
+            if ref.startswith(PAGE_REF_PREFIX):
+                message["ref"] = ref[len(PAGE_REF_PREFIX) :]
+            elif message.get("type") in _OWN_REPLIES:
+                return None
+            else:
+                del message["ref"]
+        return message
+
+    async def _from_page(self) -> None:
+        while True:
+            try:
+                raw = await self.page.receive_text()
+            except WebSocketDisconnect:
+                return
+            except KeyError:  # a binary frame
+                await self.send({"type": "error", "code": "binary_not_supported", "message": "Send text."})
+                continue
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                await self.send({"type": "error", "code": "bad_json", "message": "The message is not JSON."})
+                continue
+            await self._forward(message)
+
+    async def _forward(self, message: Any) -> None:
+        page_id = message.get("id") if isinstance(message, dict) else None
+        reply: dict[str, Any] = {"type": "error"}
+        if isinstance(page_id, str):
+            reply["ref"] = page_id
+        if not isinstance(message, dict) or message.get("type") not in self.allowed_types:
+            await self.send({**reply, "code": "unknown_type", "message": self.refused_words})
+            return
+        if page_id is not None and (not isinstance(page_id, str) or not 0 < len(page_id) <= MAX_PAGE_ID):
+            await self.send({**reply, "code": "invalid_message", "message": "The id is not valid."})
+            return
+        if message["type"] == "ping":
+            # The agent answers for itself: the page wants to know the agent is there.
+            await self.send({"v": 1, "type": "pong", **({"ref": page_id} if page_id else {})})
+            return
+        outgoing = {k: v for k, v in message.items() if k not in SECRET_FIELDS}
+        if page_id is not None:
+            outgoing["id"] = f"{PAGE_REF_PREFIX}{page_id}"
+        client = self.server()
+        try:
+            if client is None:
+                raise NotConnected("Not joined", code="not_connected")
+            await client.send_message(outgoing)
+        except SignallingError as exc:
+            await self.send({**reply, "code": exc.code, "message": "Not connected to the server just now."})
+            return
+        if message["type"] == "end":
+            self._ended = True
+
+
+class Bridge(PageLink):
+    """One page socket joined to one server socket."""
+
+    def __init__(self, websocket: WebSocket, agent: ConsoleAgent) -> None:
+        super().__init__(websocket)
+        self.agent = agent
+        self.consultation_id = ""
 
     async def run(self) -> None:
         """Join, relay until either side closes, then leave (unless the page ended the consultation)."""
@@ -158,59 +233,3 @@ class Bridge:
                 message = self._for_page(event.data)
                 if message is not None:
                     await self.send(message)
-
-    def _for_page(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
-        message = scrub(data)
-        ref = message.get("ref")
-        if isinstance(ref, str):
-            if ref.startswith(PAGE_REF_PREFIX):
-                message["ref"] = ref[len(PAGE_REF_PREFIX) :]
-            elif message.get("type") in _OWN_REPLIES:
-                return None
-            else:
-                del message["ref"]
-        return message
-
-    async def _from_page(self) -> None:
-        assert self.client is not None  # noqa: S101 - joined
-        while True:
-            try:
-                raw = await self.page.receive_text()
-            except WebSocketDisconnect:
-                return
-            except KeyError:  # a binary frame
-                await self.send({"type": "error", "code": "binary_not_supported", "message": "Send text."})
-                continue
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                await self.send({"type": "error", "code": "bad_json", "message": "The message is not JSON."})
-                continue
-            await self._forward(message)
-
-    async def _forward(self, message: Any) -> None:
-        assert self.client is not None  # noqa: S101 - joined
-        page_id = message.get("id") if isinstance(message, dict) else None
-        reply: dict[str, Any] = {"type": "error"}
-        if isinstance(page_id, str):
-            reply["ref"] = page_id
-        if not isinstance(message, dict) or message.get("type") not in FORWARDABLE_TYPES:
-            await self.send({**reply, "code": "unknown_type", "message": "The console cannot send that."})
-            return
-        if page_id is not None and (not isinstance(page_id, str) or not 0 < len(page_id) <= MAX_PAGE_ID):
-            await self.send({**reply, "code": "invalid_message", "message": "The id is not valid."})
-            return
-        if message["type"] == "ping":
-            # The agent answers for itself: the page wants to know the agent is there.
-            await self.send({"v": 1, "type": "pong", **({"ref": page_id} if page_id else {})})
-            return
-        outgoing = {k: v for k, v in message.items() if k not in SECRET_FIELDS}
-        if page_id is not None:
-            outgoing["id"] = f"{PAGE_REF_PREFIX}{page_id}"
-        try:
-            await self.client.send_message(outgoing)
-        except SignallingError as exc:
-            await self.send({**reply, "code": exc.code, "message": "Not connected to the server just now."})
-            return
-        if message["type"] == "end":
-            self._ended = True

@@ -5,7 +5,7 @@ Every request, HTTP or WebSocket, passes the :class:`Guard` first:
 1. ``Host`` must be exactly ``127.0.0.1:PORT`` (a DNS-rebinding page sends its own name) → 421.
 2. ``Origin``, when present, must be ``http://127.0.0.1:PORT``; unsafe methods and WebSocket
    upgrades must carry it (another local page, or a tab on another site) → 403.
-3. The ``telemed_console`` cookie must name the live session → 401 — except
+3. The session cookie (``telemed_console``) must name the live session → 401 — except
    ``GET /launch/{code}``, which is how the browser gets that cookie, once.
 
 It also puts the security headers on every response, and the CSP on HTML.
@@ -44,10 +44,22 @@ SHORTCUT_WORDS = "Open the console from the laptop's Telemed shortcut."
 class Gate:
     """The launch code (good once) and the session cookie it turns into."""
 
-    def __init__(self, port: int, *, launch_code: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        launch_code: str | None = None,
+        cookie_name: str = COOKIE_NAME,
+        title: str = "Telemed console",
+        words: str = SHORTCUT_WORDS,
+    ) -> None:
         self.port = port
         self.host = f"127.0.0.1:{port}"
         self.origin = f"http://{self.host}"
+        # The room screen's agent uses the same gate with its own cookie and words.
+        self.cookie_name = cookie_name
+        self.title = title
+        self.words = words
         self._code = launch_code or secrets.token_urlsafe(32)  # 256 bits
         self._code_used = False
         self._session: str | None = None
@@ -60,12 +72,18 @@ class Gate:
     def redeem(self, code: str) -> str:
         """Trade the launch code for a new session cookie value (once); 403 for a used or wrong code."""
         if not hmac.compare_digest(code.encode(), self._code.encode()):
-            raise ConsoleError(403, "launch_code_invalid", f"This link is not valid. {SHORTCUT_WORDS}")
+            raise ConsoleError(403, "launch_code_invalid", f"This link is not valid. {self.words}")
         if self._code_used:
-            raise ConsoleError(403, "launch_code_used", f"This link has been used already. {SHORTCUT_WORDS}")
+            raise ConsoleError(403, "launch_code_used", f"This link has been used already. {self.words}")
         self._code_used = True
         self._session = secrets.token_urlsafe(32)
         return self._session
+
+    def new_launch_code(self) -> str:
+        """A fresh one-time launch URL (a restarted browser); the session ends when it is redeemed."""
+        self._code = secrets.token_urlsafe(32)
+        self._code_used = False
+        return self.launch_url
 
     def session_ok(self, cookie_header: str | None) -> bool:
         """True when the request's cookie names the live session."""
@@ -76,12 +94,12 @@ class Gate:
             jar.load(cookie_header)
         except Exception:  # noqa: BLE001 - a malformed cookie is simply no session
             return False
-        morsel = jar.get(COOKIE_NAME)
+        morsel = jar.get(self.cookie_name)
         return morsel is not None and hmac.compare_digest(morsel.value.encode(), self._session.encode())
 
     def set_cookie_header(self, value: str) -> str:
         """The ``Set-Cookie`` value for the session (HttpOnly, SameSite=Strict, whole site)."""
-        return f"{COOKIE_NAME}={value}; HttpOnly; SameSite=Strict; Path=/"
+        return f"{self.cookie_name}={value}; HttpOnly; SameSite=Strict; Path=/"
 
 
 def html_page(status: int, title: str, words: str) -> HTMLResponse:
@@ -94,12 +112,11 @@ def html_page(status: int, title: str, words: str) -> HTMLResponse:
     return HTMLResponse(body, status_code=status)
 
 
-def refusal(scope: Scope, error: ConsoleError) -> Response:
+def refusal(scope: Scope, error: ConsoleError, *, title: str = "Telemed console") -> Response:
     """problem+json under /api, an HTML page elsewhere."""
     if str(scope.get("path", "")).startswith("/api"):
         return error.response()
-    titles = {421: "Wrong address", 401: "Telemed console", 403: "Telemed console"}
-    return html_page(error.status, titles.get(error.status, "Telemed console"), error.detail)
+    return html_page(error.status, "Wrong address" if error.status == 421 else title, error.detail)
 
 
 class Guard:
@@ -124,7 +141,7 @@ class Guard:
         if method == "GET" and path.startswith(LAUNCH_PREFIX):
             return None
         if not self.gate.session_ok(headers.get("cookie")):
-            return ConsoleError(401, "no_session", SHORTCUT_WORDS)
+            return ConsoleError(401, "no_session", self.gate.words)
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -141,7 +158,7 @@ class Guard:
             return
         send = _with_headers(send)
         if error is not None:
-            await refusal(scope, error)(scope, receive, send)
+            await refusal(scope, error, title=self.gate.title)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
