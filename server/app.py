@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from device_policy.errors import DevicePolicyError
 from records.errors import RecordsError
+from server.admin.routes import router as admin_router
 from server.consultations.routes import router as consultations_router
 from server.db import session_scope
 from server.devices.routes import router as devices_router
@@ -57,5 +58,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(devices_router)
     app.include_router(signalling_router)
     app.include_router(web_router)
+    app.include_router(admin_router)
     app.include_router(records_router(services))
     return app

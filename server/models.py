@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import SQLModel
 
 from records.models import Patient
+from server.admin.models import AccessSignOff, AdminRecoveryCode, AdminSecondFactor, AdminSession
 from server.consultations.models import Consultation, Invite
 from server.devices.models import Device
 from server.identity.models import RefreshToken, User
@@ -13,6 +14,10 @@ from server.security.models import RevokedToken, SigningKey
 metadata = SQLModel.metadata
 
 __all__ = [
+    "AccessSignOff",
+    "AdminRecoveryCode",
+    "AdminSecondFactor",
+    "AdminSession",
     "Consultation",
     "Device",
     "Invite",

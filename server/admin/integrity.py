@@ -1,0 +1,100 @@
+"""Audit integrity for people: where the log stands, a verification run now, and what a failure means.
+
+The check itself is the records library's offline verifier (``records.audit.verify``) run
+over the stored entries and signed checkpoints, exactly as ``GET /api/v1/audit/verify``
+does; this module says the result in plain words. The last result is read back from the
+log itself (the newest ``audit.verify`` entry), so every node and every admin sees the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlmodel import Session
+
+from records.audit.checkpoint import Checkpoint
+from records.audit.log import head, iter_checkpoints, iter_entries, latest_checkpoint
+from records.audit.query import AuditQuery, query_entries
+from records.audit.verify import VerifyReport, verify_export
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A verification run: the verifier's report and the head it ran up to."""
+
+    report: VerifyReport
+    head_seq: int
+
+
+def verify_stored_log(*, session: Session, public_key: Ed25519PublicKey) -> Verification:
+    """Verify every stored entry against the signed checkpoints, now."""
+    end = head(session=session).seq
+    entries = (e.to_export() for e in iter_entries(session=session, to_seq=end))
+    checkpoints = [c.model_dump(mode="json") for c in iter_checkpoints(session=session, max_tree_size=end)]
+    return Verification(report=verify_export(entries, checkpoints, public_key), head_seq=end)
+
+
+def summary(report: VerifyReport, checkpoint: Checkpoint | None) -> str:
+    """The result in a sentence a person can act on (numbers only, never entry contents)."""
+    n = report.first_bad_seq
+    if report.ok:
+        text = f"The audit log verifies: all {report.entries_checked} entries are intact."
+        if checkpoint is not None and report.anchored_size:
+            text += (
+                f" Entries 1 to {report.anchored_size} are covered by a checkpoint signed at {checkpoint.ts}."
+            )
+        if report.unanchored_entries:
+            text += (
+                f" The newest {report.unanchored_entries} entries are chained and will be covered by the "
+                "next signed checkpoint."
+            )
+        return text
+    problems = {
+        "edited": f"Entry {n} has been changed since it was written.",
+        "deleted": f"Entries are missing from the log, starting at entry {n}.",
+        "reordered": f"The log is out of order at entry {n}: entries were moved, copied or rewritten.",
+        "truncated": (
+            f"The log ends early: a signed checkpoint covers entries that are gone (from entry {n})."
+        ),
+        "forged_checkpoint": (
+            f"A signed checkpoint does not match the entries, starting at entry {n}."
+            if n
+            else "A checkpoint carries a signature that is not valid."
+        ),
+        "malformed": f"Entry {n} cannot be read." if n else "A checkpoint cannot be read.",
+    }
+    said = problems.get(str(report.problem), "The audit log does not verify.")
+    trusted = f" Entries 1 to {n - 1} verify." if n and n > 1 else ""
+    return (
+        f"The audit log has been tampered with. {said}{trusted} Do not rely on this log as evidence until "
+        "it is investigated: tell your information governance lead and keep an export of the log."
+    )
+
+
+def last_verification(*, session: Session) -> dict[str, Any] | None:
+    """The newest recorded verification: when, by whom, and its result."""
+    found = query_entries(session=session, query=AuditQuery(action="audit.verify", sort="-seq", limit=1))
+    if not found.entries:
+        return None
+    entry = found.entries[0]
+    return {
+        "seq": entry.seq,
+        "at": entry.ts,
+        "by": entry.actor_id,
+        "ok": entry.outcome == "success",
+        "entries_checked": entry.detail.get("entries"),
+        "problem": entry.detail.get("problem"),
+        "first_bad_seq": entry.detail.get("first_bad_seq"),
+    }
+
+
+def current_checkpoint(*, session: Session) -> Checkpoint | None:
+    """The newest signed checkpoint."""
+    return latest_checkpoint(session=session)
+
+
+def head_seq(*, session: Session) -> int:
+    """The number of entries in the log."""
+    return head(session=session).seq
