@@ -13,6 +13,9 @@
     # a healthcare-room endpoint: attests, joins whatever is booked for it now, forever
     telemed-client room --server https://telemed.example.org --device-id room-hmp-01
 
+    # the same with the patient's full-screen page in Chromium (docs/room.md)
+    telemed-client room --kiosk --server https://telemed.example.org --device-id room-hmp-01
+
 ``join`` shows the call live: waiting / admitted / live, the participants, and per
 participant RTT, jitter, loss and bitrates. ``--record FILE`` writes what the others send
 (the first one to FILE, any further one to FILE-<role>.<suffix>).
@@ -40,6 +43,7 @@ from rich.text import Text
 from clinic_client.call import CallStats, LocalMedia, open_devices, open_media, synthetic_media
 from clinic_client.console.cli import console as console_command
 from clinic_client.posture import CollectorSource, PostureAgent, PostureError, SimulatedSource
+from clinic_client.room.cli import serve_room_screen
 from clinic_client.session import (
     ConsultationSession,
     SessionError,
@@ -355,11 +359,30 @@ def room(
     poll: float = typer.Option(30.0, help="Seconds between looks for a booked consultation."),
     once: bool = typer.Option(False, help="Stop after one consultation."),
     live: bool = typer.Option(True, help="Show the live view."),
+    kiosk: bool = typer.Option(
+        False, help="Serve the patient's full-screen page (docs/room.md); media is the browser's."
+    ),
+    port: int = typer.Option(0, min=0, max=65535, help="Kiosk: the local port (0: a free one)."),
+    no_browser: bool = typer.Option(
+        False, "--no-browser", help="Kiosk: print the launch URL instead of starting Chromium."
+    ),
+    browser: str | None = typer.Option(None, help="Kiosk: the browser to start (default: Chromium)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the client does."),
 ) -> None:
     """Run a room endpoint: join the consultation booked for this device whenever there is one."""
     _logging(verbose)
     agent = _agent(server, device_id, key_file, posture_source)
+    if kiosk:
+        raise typer.Exit(
+            serve_room_screen(
+                server=server,
+                posture=agent,
+                port=port,
+                open_browser=not no_browser,
+                browser=browser,
+                poll_s=poll,
+            )
+        )
 
     async def main() -> int:
         try:

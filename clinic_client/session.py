@@ -96,6 +96,10 @@ class JoinTicket:
     consultation_id: str
     not_before: datetime
     expires_at: datetime
+    # The consultation's public view: who hosts it and when (what a room's screen shows).
+    host_name: str = ""
+    scheduled_start: datetime | None = None
+    scheduled_end: datetime | None = None
 
 
 def signalling_url(server_url: str) -> str:
@@ -127,14 +131,19 @@ async def _post(url: str, *, json: Any = None, headers: dict[str, str] | None = 
 
 
 def _ticket(body: dict[str, Any]) -> JoinTicket:
+    consultation = body["consultation"]
+    start, end = consultation.get("scheduled_start"), consultation.get("scheduled_end")
     return JoinTicket(
         token=str(body["token"]),
         participant_id=str(body["participant_id"]),
         role=str(body["role"]),
         name=str(body["name"]),
-        consultation_id=str(body["consultation"]["id"]),
+        consultation_id=str(consultation["id"]),
         not_before=datetime.fromisoformat(str(body["not_before"])),
         expires_at=datetime.fromisoformat(str(body["expires_at"])),
+        host_name=str(consultation.get("host_name") or ""),
+        scheduled_start=datetime.fromisoformat(str(start)) if start else None,
+        scheduled_end=datetime.fromisoformat(str(end)) if end else None,
     )
 
 

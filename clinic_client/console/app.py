@@ -50,13 +50,20 @@ def static_file(root: Path, path: str) -> Response:
 
 
 def agent_app(
-    gate: Gate, *, static_dir: Path, page: str, on_shutdown: Callable[[], Awaitable[None]]
+    gate: Gate,
+    *,
+    static_dir: Path,
+    page: str,
+    on_shutdown: Callable[[], Awaitable[None]],
+    on_startup: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
     """An agent's app behind ``gate``: refusals as problems or pages, the launch route, the page
     ``page`` at ``/`` and its files under ``/assets`` (the console's, and the room screen's)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if on_startup is not None:
+            await on_startup()
         yield
         await on_shutdown()
 

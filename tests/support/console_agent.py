@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -33,6 +34,7 @@ from typing import Any, Protocol, Self
 import httpx
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
 
 from clinic_client.console.app import STATIC_DIR, create_console_app
 from clinic_client.console.cli import LAUNCH_LINE_PREFIX, bind_localhost
@@ -53,30 +55,22 @@ class RunningAgent(Protocol):
     def launch_url(self) -> str: ...
 
 
-class AgentThread:
-    """The agent's app under uvicorn in a background thread (its own event loop)."""
+class ServingThread:
+    """An agent's app (``serve(app)`` once built) under uvicorn in a background thread, on its
+    own event loop and a free port of 127.0.0.1 (the console's agent, the room screen's)."""
 
-    def __init__(
-        self,
-        server_url: str,
-        device_id: str,
-        key: Ed25519PrivateKey,
-        *,
-        source: FactSource,
-        static_dir: Path = STATIC_DIR,
-        **agent_options: Any,
-    ) -> None:
+    def __init__(self, gate_for: Callable[[int], Gate]) -> None:
         self._sock = bind_localhost(0)
         self.port: int = self._sock.getsockname()[1]
-        self.gate = Gate(self.port)
-        self.agent = ConsoleAgent(
-            server_url=server_url, device_id=device_id, private_key=key, source=source, **agent_options
-        )
-        self.app = create_console_app(self.agent, self.gate, static_dir=static_dir)
-        config = uvicorn.Config(self.app, log_config=None, lifespan="on", ws_ping_interval=None)
+        self.gate = gate_for(self.port)
+
+    def serve(self, app: FastAPI) -> None:
+        """Run ``app`` when started."""
+        self.app = app
+        config = uvicorn.Config(app, log_config=None, lifespan="on", ws_ping_interval=None)
         self._server = uvicorn.Server(config)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, name=f"console-{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"agent-{self.port}", daemon=True)
 
     def _run(self) -> None:
         async def serve() -> None:
@@ -111,12 +105,12 @@ class AgentThread:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the console agent did not start")
+                raise RuntimeError("the agent did not start")
             time.sleep(0.02)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop uvicorn (the agent signs out) and wait for the thread."""
+        """Stop uvicorn (the agent shuts down: signs out, leaves) and wait for the thread."""
         self._server.should_exit = True
         self._thread.join(timeout)
         self._sock.close()
@@ -130,8 +124,30 @@ class AgentThread:
         self.stop()
 
 
+class AgentThread(ServingThread):
+    """The console agent's app under uvicorn in a background thread (its own event loop)."""
+
+    def __init__(
+        self,
+        server_url: str,
+        device_id: str,
+        key: Ed25519PrivateKey,
+        *,
+        source: FactSource,
+        static_dir: Path = STATIC_DIR,
+        **agent_options: Any,
+    ) -> None:
+        super().__init__(Gate)
+        self.agent = ConsoleAgent(
+            server_url=server_url, device_id=device_id, private_key=key, source=source, **agent_options
+        )
+        self.serve(create_console_app(self.agent, self.gate, static_dir=static_dir))
+
+
 class AgentProcess:
     """``telemed-client console --no-browser`` in a child process; ``launch_url`` from its output."""
+
+    launch_re = LAUNCH_RE  # the line the agent prints
 
     def __init__(
         self,
@@ -196,7 +212,7 @@ class AgentProcess:
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = LAUNCH_RE.search(self.logs())
+            found = self.launch_re.search(self.logs())
             if found:
                 self._launch_url, self.port = found.group(1), int(found.group(2))
                 break
