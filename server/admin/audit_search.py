@@ -167,8 +167,9 @@ def get_entry(*, session: Session, seq: int) -> AuditEntry | None:
     return next(iter(iter_entries(session=session, from_seq=seq, to_seq=seq, batch=1)), None)
 
 
-def all_matching(*, session: Session, query: AuditQuery, cap: int = EXPORT_LIMIT) -> list[AuditEntry]:
-    """Every entry of the search (all pages), refusing more than ``cap``."""
+def all_matching(*, session: Session, query: AuditQuery, cap: int | None = None) -> list[AuditEntry]:
+    """Every entry of the search (all pages), refusing more than ``cap`` (default EXPORT_LIMIT)."""
+    cap = EXPORT_LIMIT if cap is None else cap
     entries: list[AuditEntry] = []
     current = query.model_copy(update={"limit": PAGE_LIMIT, "cursor": None})
     while True:

@@ -19,6 +19,7 @@ from server.services import Services
 from server.settings import Settings
 from tests.conftest import make_settings
 from tests.server.factories import PASSWORD, add_user
+from tests.server.records_fixtures import Ward, build_ward
 
 ORIGIN = "http://testserver"
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) TelemedAdminTest/1.0"
@@ -133,3 +134,21 @@ def signed_in(console: Console, admin_id: str) -> Console:
 def other_browser(app: FastAPI) -> Console:
     """A second browser (its own cookie jar) on the app the ``client`` fixture already started."""
     return Console(TestClient(app))
+
+
+@dataclass
+class Clinic:
+    """A ward with a live consultation (tests/server/records_fixtures) and its admin at the console."""
+
+    ward: Ward
+    console: Console
+
+
+@pytest.fixture
+def clinic(client: TestClient, services: Services) -> Clinic:
+    """Users, devices, patients, documents and a live consultation; "root" signed in to the console."""
+    ward = build_ward(client, services)
+    console = Console(client)
+    assert console.sign_in("root").status_code == 200
+    console.enrol()
+    return Clinic(ward=ward, console=console)
