@@ -7,7 +7,6 @@ Every frame the page's socket receives is kept with every token the agent held a
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from clinic_client.posture import PostureAgent, SimulatedSource
 from clinic_client.room import RoomAgent, create_room_app, room_gate
@@ -28,7 +26,7 @@ from server.services import Services
 from server.settings import Environment
 from tests.support.console_agent import ConsolePage, ServingThread
 from tests.support.live_server import LiveServer
-from tests.support.signalling_scene import Enrolled, Scene, SceneFactory, enrol_device
+from tests.support.signalling_scene import Enrolled, Peer, Scene, SceneFactory, enrol_device
 
 ROOM_ID = "room-screen-01"
 TIMEOUT = 15.0
@@ -83,18 +81,25 @@ class Room:
     def participant_id(self) -> str:
         return f"room:{self.device.id}"
 
-    def restart_server(self) -> LiveServer:
-        """Stop the server and start a new one on the same port and database (a restarted server)."""
-        old = self.scene.server
+    def stop_server(self) -> None:
+        """Stop the server (its sockets close with 1012, as a restarting server's do)."""
+        self.scene.server.stop()
+
+    def start_server(self) -> LiveServer:
+        """Start a new server on the same port and database (the old one stopped)."""
         settings = self.scene.services.settings
-        old.stop()
         services = Services.build(settings)
-        fresh = LiveServer(create_app(settings, services=services), port=old.port).start()
+        fresh = LiveServer(create_app(settings, services=services), port=self.scene.server.port).start()
         self.restarted.append((fresh, services))
         self.scene.server = fresh
         self.scene.nodes[0] = fresh
         self.scene.node_services[0] = services
         return fresh
+
+    def restart_server(self) -> LiveServer:
+        """Stop the server and start a new one in its place (a restarted server)."""
+        self.stop_server()
+        return self.start_server()
 
 
 @pytest.fixture
@@ -122,34 +127,29 @@ async def page(agent: RoomAgentThread) -> AsyncIterator[ConsolePage]:
         yield opened
 
 
-class Screen:
-    """The page's socket to the agent; every frame kept for the secrets check."""
+@pytest.fixture
+async def screen(page: ConsolePage, room: Room) -> Screen:
+    """The page's socket, once the agent has found nothing booked for the room."""
+    opened = await open_screen(page, room)
+    await opened.screen("idle")
+    return opened
 
-    def __init__(self, ws: ClientConnection, room: Room, running: RoomAgentThread) -> None:
-        self.ws = ws
+
+class Screen(Peer):
+    """The page's socket to the agent (a raw protocol socket, as the hub tests drive theirs);
+    every frame kept, with what the agent held then, for the secrets check."""
+
+    def __init__(self, ws: ClientConnection, room: Room, running: RoomAgentThread | None) -> None:
+        super().__init__(ws)
         self.room = room
         self.running = running
-        self.seen: list[dict[str, Any]] = []
-
-    async def send(self, **message: Any) -> None:
-        await self.ws.send(json.dumps(message))
 
     async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
-        raw = await asyncio.wait_for(self.ws.recv(), timeout)
-        self.room.secrets |= set(await self.running.run(_secrets(self.running.agent)))
-        text = raw if isinstance(raw, str) else raw.decode()
-        self.room.seen.append(text)
-        message: dict[str, Any] = json.loads(text)
-        self.seen.append(message)
+        message = await super().recv(timeout)
+        if self.running is not None:  # an agent in this process: what it holds now
+            self.room.secrets |= set(await self.running.run(_secrets(self.running.agent)))
+        self.room.seen.append(json.dumps(message))
         return message
-
-    async def expect(self, kind: str, timeout: float = TIMEOUT, **match: Any) -> dict[str, Any]:
-        """The next message of ``kind`` whose fields match (others are skipped)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await self.recv(timeout)
-                if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
-                    return message
 
     async def screen(self, name: str, timeout: float = TIMEOUT) -> dict[str, Any]:
         """The next ``room.state`` showing screen ``name``."""
@@ -159,18 +159,6 @@ class Screen:
         """Every screen the page was told, in order."""
         return [m["screen"] for m in self.seen if m.get("type") == "room.state"]
 
-    async def closed(self, timeout: float = TIMEOUT) -> int | None:
-        """Wait until the agent closes the socket; its close code."""
-        async with asyncio.timeout(timeout):
-            try:
-                while True:
-                    await self.recv(timeout)
-            except ConnectionClosed as exc:
-                return exc.rcvd.code if exc.rcvd else None
-
-    async def close(self) -> None:
-        await self.ws.close()
-
 
 async def _secrets(agent: RoomAgent) -> list[str]:
     return agent.secrets()
@@ -178,14 +166,14 @@ async def _secrets(agent: RoomAgent) -> list[str]:
 
 async def open_screen(page: ConsolePage, room: Room, *, origin: str | None = None) -> Screen:
     """Open ``/api/signalling`` with the page's cookie and Origin."""
-    running = page.running
-    assert isinstance(running, RoomAgentThread)
+    base_url = page.running.base_url
     ws = await connect(
-        running.ws_url,
-        origin=origin or running.base_url,  # type: ignore[arg-type]
+        base_url.replace("http://", "ws://", 1) + "/api/signalling",
+        origin=origin or base_url,  # type: ignore[arg-type]
         additional_headers={"Cookie": f"{COOKIE_NAME}={page.cookies.get(COOKIE_NAME)}"},
         open_timeout=TIMEOUT,
     )
+    running = page.running if isinstance(page.running, RoomAgentThread) else None
     return Screen(ws, room, running)
 
 

@@ -64,10 +64,9 @@ async def in_call(room: Room, screen: Screen) -> tuple[str, Peer]:
 
 
 async def test_idle_booked_waiting_call_ended_then_idle_with_nothing_pressed(
-    room: Room, agent: RoomAgentThread, page: ConsolePage
+    room: Room, screen: Screen
 ) -> None:
-    screen = await open_screen(page, room)
-    idle = await screen.screen("idle")
+    idle = await screen.got("room.state", screen="idle")
     assert idle["clinician"] is None and idle["call"] is None
 
     consultation_id = room.book()
@@ -110,7 +109,7 @@ async def test_idle_booked_waiting_call_ended_then_idle_with_nothing_pressed(
         assert refused["code"] == "unknown_type"
     await screen.send(type="ping", id="p1")
     assert (await screen.expect("pong"))["ref"] == "p1"
-    await screen.ws.send("not json")
+    await screen.send_raw("not json")
     assert (await screen.expect("error"))["code"] == "bad_json"
 
     assert (await host.request("end", reason="done"))["type"] == "ack"
@@ -123,10 +122,8 @@ async def test_idle_booked_waiting_call_ended_then_idle_with_nothing_pressed(
 
 
 async def test_a_dropped_link_says_reconnecting_and_the_call_goes_on(
-    room: Room, agent: RoomAgentThread, page: ConsolePage
+    room: Room, agent: RoomAgentThread, screen: Screen
 ) -> None:
-    screen = await open_screen(page, room)
-    await screen.screen("idle")
     _, host = await in_call(room, screen)
 
     async def drop() -> None:
@@ -145,10 +142,8 @@ async def test_a_dropped_link_says_reconnecting_and_the_call_goes_on(
 
 
 async def test_a_restarted_server_is_joined_again_and_the_clinician_lets_the_room_in_again(
-    room: Room, agent: RoomAgentThread, page: ConsolePage
+    room: Room, screen: Screen
 ) -> None:
-    screen = await open_screen(page, room)
-    await screen.screen("idle")
     consultation_id, host = await in_call(room, screen)
 
     await asyncio.to_thread(room.restart_server)
@@ -162,10 +157,8 @@ async def test_a_restarted_server_is_joined_again_and_the_clinician_lets_the_roo
 
 
 async def test_a_reloaded_page_is_back_in_the_call_and_the_room_kept_its_place(
-    room: Room, agent: RoomAgentThread, page: ConsolePage
+    room: Room, page: ConsolePage, screen: Screen
 ) -> None:
-    screen = await open_screen(page, room)
-    await screen.screen("idle")
     _, host = await in_call(room, screen)
     await screen.close()
 
@@ -196,11 +189,8 @@ async def test_no_screen_no_join_and_a_screen_gone_for_good_leaves(room: Room) -
             assert left["reason"] == "left"
 
 
-async def test_a_second_page_replaces_the_first(
-    room: Room, agent: RoomAgentThread, page: ConsolePage
-) -> None:
-    first = await open_screen(page, room)
-    await first.screen("idle")
+async def test_a_second_page_replaces_the_first(room: Room, page: ConsolePage, screen: Screen) -> None:
+    first = screen
     second = await open_screen(page, room)
     assert (await second.recv())["screen"] == "idle"
     await first.expect("agent.replaced")
@@ -208,10 +198,8 @@ async def test_a_second_page_replaces_the_first(
 
 
 async def test_a_room_turned_away_is_told_the_appointment_ended_and_does_not_come_back(
-    room: Room, agent: RoomAgentThread, page: ConsolePage
+    room: Room, screen: Screen
 ) -> None:
-    screen = await open_screen(page, room)
-    await screen.screen("idle")
     consultation_id = room.book()
     host = await room.scene.join_host(consultation_id)
     await screen.screen("waiting")

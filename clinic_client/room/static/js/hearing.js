@@ -3,7 +3,11 @@
 // sentence does not flicker between words.
 
 const SAMPLE_MS = 100;
-const HEARD_LEVEL = 0.08;
+// The bar runs from -60 dB (a quiet room) to -10 dB (a loud voice close by); a voice at a
+// normal distance fills about half of it. Above -45 dB counts as heard.
+const FLOOR_DB = -60;
+const RANGE_DB = 50;
+const HEARD_LEVEL = 0.3;
 const QUIET_AFTER_MS = 2000;
 const WORDS = { yes: 'We can hear you', no: 'Your microphone is on' };
 
@@ -36,7 +40,8 @@ export class HearingMeter {
       analyser.getFloatTimeDomainData(samples);
       let sum = 0;
       for (const s of samples) sum += s * s;
-      const level = Math.min(1, Math.sqrt(sum / samples.length) * 4);
+      const db = 20 * Math.log10(Math.sqrt(sum / samples.length) || 1e-9);
+      const level = Math.max(0, Math.min(1, (db - FLOOR_DB) / RANGE_DB));
       const now = Date.now();
       if (level >= HEARD_LEVEL && track.enabled && track.readyState === 'live') this.lastHeard = now;
       this.set(now - this.lastHeard < QUIET_AFTER_MS ? 'yes' : 'no', level);
