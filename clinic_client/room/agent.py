@@ -92,14 +92,15 @@ class RoomAgent:
 
     async def aclose(self) -> None:
         """Leave any call and stop (the app's shutdown)."""
+        client = self.client
+        if client is not None:
+            # Leave first: the others see the room go now, not after the resume grace period.
+            await client.leave()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        client, self.client = self.client, None
-        if client is not None:
-            await client.leave()
         closer = getattr(self.posture, "aclose", None)
         if closer is not None:
             await closer()

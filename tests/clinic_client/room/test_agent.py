@@ -218,3 +218,18 @@ async def test_a_room_that_fails_its_device_check_is_not_ready(room: Room) -> No
             screen = await open_screen(page, room)
             state = await screen.screen("unavailable")
             assert state["reason"] == "device_check"
+
+
+async def test_stopping_the_agent_leaves_the_consultation_at_once(room: Room) -> None:
+    running = room.agent().start()
+    try:
+        async with ConsolePage(running) as page:
+            screen = await open_screen(page, room)
+            consultation_id = room.book()
+            host = await room.scene.join_host(consultation_id)
+            await screen.screen("waiting")
+            await asyncio.to_thread(running.stop)
+            left = await host_sees(host, "participant.left", room.participant_id)
+            assert left["reason"] == "left"  # not "timeout": the room said goodbye
+    finally:
+        await asyncio.to_thread(running.stop)
