@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "telemed-development-secret-do-not-use-in-production"  # noqa: S105
@@ -93,8 +93,27 @@ class Settings(BaseSettings):
     signalling_burst: int = Field(default=200, ge=1)
     redis_prefix: str = Field(default="telemed", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
+    support_contact: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Who a remote specialist can ask for help, shown on the /join page's message "
+        "screens (e.g. 'Healthcare team, HMP Example, weekdays 8:00-18:00'). Never anything about a patient.",
+    )
+    support_phone: str | None = Field(
+        default=None,
+        pattern=r"^\+?[0-9][0-9 ()-]{2,29}$",
+        description="A telephone number for that contact, shown as a tel: link.",
+    )
+
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("support_contact", "support_phone", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # TELEMED_SUPPORT_CONTACT= (empty) in an env file means "none", not an invalid contact.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _refuse_insecure_outside_development(self) -> Self:

@@ -2,8 +2,8 @@
 
 Every event is ``consultation.<event>`` (``scheduled``, ``opened``, ``started``, ``ended``,
 ``cancelled``, ``no_show``, ``identity_confirmed``, ``consent_recorded``, ``invite_created``,
-``invite_redeemed``, ``join_token_issued``) with outcome ``success``, or ``denied`` with the
-refusal's code as ``detail.reason`` when the caller was not allowed to do it then.
+``invite_checked``, ``invite_redeemed``, ``join_token_issued``) with outcome ``success``, or
+``denied`` with the refusal's code as ``detail.reason`` when the caller was not allowed to do it then.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 The raw token (256 random bits) is shown once, inside the link
 ``{public_url}/join#<token>`` — after the ``#`` so it never reaches a server log — and
 only its SHA-256 is stored. Redeeming it once gives the specialist a join token.
+Checking it (``check_invite``) does not use it up: the specialist's page checks the link
+when it opens, lets them test their camera and sound — the day before if they like — and
+redeems it only when they join.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -22,6 +26,8 @@ from server.consultations.joining import JoinTicket, check_joinable, issue_ticke
 from server.consultations.models import Consultation, Invite
 from server.consultations.states import Action, check
 from server.db import utcnow
+from server.errors import TelemedError
+from server.identity.models import User
 from server.security.jwt import JwtService
 
 TOKEN_PREFIX = "inv_"  # noqa: S105 - a recognisable prefix for secret scanners, not a secret
@@ -86,15 +92,44 @@ def create_invite(
     return NewInvite(invite=invite, token=token)
 
 
-def redeem_invite(*, session: Session, jwt: JwtService, raw_token: str) -> JoinTicket:
-    """Use an invite once for the specialist's join token; used, expired or unknown invites are refused."""
+@dataclass(frozen=True)
+class Inviter:
+    """Who sent the invite, so a specialist whose link does not work knows whom to ask."""
+
+    name: str
+    establishment: str | None
+
+    def as_problem_member(self) -> dict[str, str | None]:
+        """The inviter as the ``invited_by`` member of a refusal's problem document."""
+        return {"name": self.name, "establishment": self.establishment}
+
+
+@dataclass(frozen=True)
+class InviteStatus:
+    """An unspent invite as its holder may know it, before joining."""
+
+    invite: Invite
+    consultation: Consultation
+    inviter: Inviter | None
+    status: Literal["early", "open"]
+    opens_at: datetime
+    opens_in: timedelta
+
+
+def _inviter(session: Session, invite: Invite) -> Inviter | None:
+    user = session.get(User, invite.created_by)
+    return Inviter(name=user.display_name, establishment=user.establishment) if user is not None else None
+
+
+def _find(session: Session, raw_token: str, *, event: str) -> tuple[Invite, Consultation]:
+    """The invite behind a raw token and its consultation; unknown tokens are refused (and audited)."""
     invite = None
     if raw_token.startswith(TOKEN_PREFIX) and len(raw_token) <= _MAX_TOKEN_LENGTH:
         invite = session.exec(select(Invite).where(Invite.token_hash == hash_token(raw_token))).first()
     if invite is None:
         events.record(
             session=session,
-            event="invite_redeemed",
+            event=event,
             outcome="denied",
             actor=events.Actor(id=None, role=ParticipantRole.SPECIALIST.value),
             consultation=None,
@@ -103,18 +138,74 @@ def redeem_invite(*, session: Session, jwt: JwtService, raw_token: str) -> JoinT
         raise InviteInvalid("The invite link is not valid")
     consultation = session.get(Consultation, invite.consultation_id)
     assert consultation is not None  # noqa: S101 - the foreign key guarantees it
-    actor = events.Actor(
+    return invite, consultation
+
+
+def _specialist(invite: Invite) -> events.Actor:
+    return events.Actor(
         id=participant_id(ParticipantRole.SPECIALIST, invite.id), role=ParticipantRole.SPECIALIST.value
     )
-    now = utcnow()
-    with events.refusals_recorded(
-        session=session, event="invite_redeemed", actor=actor, consultation=consultation
-    ):
+
+
+def _check_usable(
+    *, invite: Invite, consultation: Consultation, inviter: Inviter | None, now: datetime
+) -> None:
+    """Refuse a used or expired invite, or one for a consultation that can no longer be joined.
+
+    The refusal names the inviter (``invited_by``): the holder of the link may know who sent it.
+    """
+    try:
         if invite.used_at is not None:
             raise InviteUsed("The invite link has already been used; ask the clinician for a new one")
         if invite.expires_at <= now:
             raise InviteExpired("The invite link has expired; ask the clinician for a new one")
         check_joinable(consultation, now)
+    except TelemedError as exc:
+        if inviter is not None:
+            exc.extra["invited_by"] = inviter.as_problem_member()
+        raise
+
+
+def check_invite(*, session: Session, raw_token: str) -> InviteStatus:
+    """Check an invite without using it: when its consultation opens for joining, and who sent it."""
+    invite, consultation = _find(session, raw_token, event="invite_checked")
+    actor = _specialist(invite)
+    inviter = _inviter(session, invite)
+    now = utcnow()
+    with events.refusals_recorded(
+        session=session, event="invite_checked", actor=actor, consultation=consultation
+    ):
+        _check_usable(invite=invite, consultation=consultation, inviter=inviter, now=now)
+    events.record(
+        session=session,
+        event="invite_checked",
+        outcome="success",
+        actor=actor,
+        consultation=consultation,
+        detail={"invite_id": invite.id},
+    )
+    opens_at = join_window(consultation)[0]
+    opens_in = max(opens_at - now, timedelta(0))
+    return InviteStatus(
+        invite=invite,
+        consultation=consultation,
+        inviter=inviter,
+        status="early" if opens_in > timedelta(0) else "open",
+        opens_at=opens_at,
+        opens_in=opens_in,
+    )
+
+
+def redeem_invite(*, session: Session, jwt: JwtService, raw_token: str) -> JoinTicket:
+    """Use an invite once for the specialist's join token; used, expired or unknown invites are refused."""
+    invite, consultation = _find(session, raw_token, event="invite_redeemed")
+    actor = _specialist(invite)
+    inviter = _inviter(session, invite)
+    now = utcnow()
+    with events.refusals_recorded(
+        session=session, event="invite_redeemed", actor=actor, consultation=consultation
+    ):
+        _check_usable(invite=invite, consultation=consultation, inviter=inviter, now=now)
         # Conditional update: of two concurrent redemptions exactly one wins.
         claimed = session.connection().execute(
             update(Invite)
@@ -122,7 +213,10 @@ def redeem_invite(*, session: Session, jwt: JwtService, raw_token: str) -> JoinT
             .values(used_at=now)
         )
         if claimed.rowcount != 1:
-            raise InviteUsed("The invite link has already been used; ask the clinician for a new one")
+            lost = InviteUsed("The invite link has already been used; ask the clinician for a new one")
+            if inviter is not None:
+                lost.extra["invited_by"] = inviter.as_problem_member()
+            raise lost
     session.refresh(invite)
     events.record(
         session=session,

@@ -21,6 +21,7 @@ from server.consultations.schemas import (
     ConsultationPrivate,
     ConsultationView,
     EndRequest,
+    InviteCheckOut,
     InviteCreated,
     InviteRequest,
     JoinTicketOut,
@@ -274,6 +275,13 @@ def host_join_token(
         device_id=device.device_id if device else None,
     )
     return views.ticket_out(session=session, ticket=ticket)
+
+
+@router.post("/invites/check", response_model=InviteCheckOut)
+def check_invite(body: RedeemRequest, session: AuditedSession) -> InviteCheckOut:
+    """Check a specialist's invite without using it up: when joining opens, and who sent it."""
+    checked = invites.check_invite(session=session, raw_token=body.token)
+    return views.invite_check_out(session=session, checked=checked)
 
 
 @router.post("/invites/redeem", response_model=JoinTicketOut)

@@ -132,6 +132,27 @@ class JoinTicketOut(BaseModel):
     consultation: ConsultationPublic
 
 
+class InvitedBy(BaseModel):
+    """Who sent an invite (a clinician or an admin) and their establishment: whom the specialist can ask."""
+
+    name: str
+    establishment: str | None
+
+
+class InviteCheckOut(BaseModel):
+    """An unspent invite as its holder may know it before joining; checking does not use it up."""
+
+    status: Literal["early", "open"] = Field(
+        description="early: before the joining window opens (start − 15 min); open: it may be redeemed now"
+    )
+    name: str = Field(description="The name the specialist will join as")
+    opens_at: datetime = Field(description="When joining opens: the scheduled start − 15 minutes")
+    opens_in_s: int = Field(ge=0, description="Seconds until then by the server's clock (0 when open)")
+    expires_at: datetime = Field(description="When the invite stops working if it has not been redeemed")
+    consultation: ConsultationPublic
+    invited_by: InvitedBy | None
+
+
 class SchedulePatient(BaseModel):
     """Who the patient is, so the host can tell the day's patients apart (audited when shown)."""
 

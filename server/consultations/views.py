@@ -8,12 +8,15 @@ from sqlmodel import Session, col, select
 
 from records.models import Patient
 from server.consultations import access
+from server.consultations.invites import InviteStatus
 from server.consultations.joining import JoinTicket
 from server.consultations.models import Consultation
 from server.consultations.schedule import ScheduledConsultation
 from server.consultations.schemas import (
     ConsultationPrivate,
     ConsultationPublic,
+    InviteCheckOut,
+    InvitedBy,
     JoinTicketOut,
     ScheduleItem,
     SchedulePatient,
@@ -119,6 +122,23 @@ def ticket_out(*, session: Session, ticket: JoinTicket) -> JoinTicketOut:
         consultation=public_view(
             ticket.consultation, host_name=names.get(ticket.consultation.host_user_id, "")
         ),
+    )
+
+
+def invite_check_out(*, session: Session, checked: InviteStatus) -> InviteCheckOut:
+    """An unspent invite for the wire: the public view of its consultation, and who sent it."""
+    names = _names(session, [checked.consultation])
+    inviter = checked.inviter
+    return InviteCheckOut(
+        status=checked.status,
+        name=checked.invite.name,
+        opens_at=checked.opens_at,
+        opens_in_s=int(checked.opens_in.total_seconds()),
+        expires_at=checked.invite.expires_at,
+        consultation=public_view(
+            checked.consultation, host_name=names.get(checked.consultation.host_user_id, "")
+        ),
+        invited_by=InvitedBy(name=inviter.name, establishment=inviter.establishment) if inviter else None,
     )
 
 

@@ -3,11 +3,15 @@
 The invite token travels in the URL fragment (``/join#<token>``), which browsers never send,
 so nothing here ever sees it. Files are read once from the package and served from memory;
 only the three names below can be requested, so no path from a request reaches the disk.
+The only thing filled in per deployment is the help contact (``TELEMED_SUPPORT_CONTACT``,
+``TELEMED_SUPPORT_PHONE``), HTML-escaped into two ``<meta>`` elements that the script reads
+as text — the CSP allows no inline script to carry it.
 """
 
 from __future__ import annotations
 
 from functools import cache
+from html import escape
 from importlib import resources
 from urllib.parse import urlsplit
 
@@ -15,6 +19,7 @@ from fastapi import APIRouter, Response
 
 from server.deps import ServicesDep
 from server.errors import NotFound
+from server.settings import Settings
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 
@@ -28,6 +33,24 @@ _ASSETS: dict[str, str] = {
 @cache
 def _read(name: str) -> bytes:
     return resources.files("server.web").joinpath("static", name).read_bytes()
+
+
+# The placeholders in join.html that carry the deployment's help contact to the script.
+SUPPORT_META = {
+    "contact": '<meta name="telemed-support-contact" content="">',
+    "phone": '<meta name="telemed-support-phone" content="">',
+}
+
+
+def render_page(settings: Settings) -> bytes:
+    """join.html with the configured help contact in its two ``<meta>`` elements (escaped)."""
+    html = _read("join.html").decode("utf-8")
+    values = {"contact": settings.support_contact, "phone": settings.support_phone}
+    for key, placeholder in SUPPORT_META.items():
+        value = values[key]
+        if value:
+            html = html.replace(placeholder, placeholder.replace('content=""', f'content="{escape(value)}"'))
+    return html.encode("utf-8")
 
 
 def websocket_origin(public_url: str) -> str:
@@ -75,7 +98,7 @@ def security_headers(public_url: str) -> dict[str, str]:
 def join_page(services: ServicesDep) -> Response:
     """The specialist's page; the invite token is in the URL fragment, which the browser never sends."""
     return Response(
-        _read("join.html"),
+        render_page(services.settings),
         media_type="text/html; charset=utf-8",
         headers=security_headers(services.settings.public_url),
     )

@@ -1,17 +1,23 @@
 /*
- * The remote specialist's page: invite -> join token -> signalling socket -> waiting room ->
- * admitted -> WebRTC with the others. Plain JavaScript, no dependencies, no build step.
+ * The remote specialist's page: invite check -> set-up check (camera, microphone, speaker) ->
+ * Join: invite redeemed for a join token -> signalling socket -> waiting room -> admitted ->
+ * WebRTC with the others. Plain JavaScript, no dependencies, no build step.
  *
  * Protocol: docs/protocol.md (signalling, version 1). Flow and states: docs/web.md.
  *
  * Security notes
  *  - The invite token arrives in the URL fragment, which browsers never send to a server.
- *    It is removed from the address bar (history.replaceState) as soon as it is read, and
- *    it is spent once (POST /api/v1/invites/redeem) for a join token.
+ *    It is removed from the address bar (history.replaceState) as soon as it is read. It is
+ *    checked (POST /api/v1/invites/check, which does not use it up) when the page opens, and
+ *    spent once (POST /api/v1/invites/redeem) only when the specialist presses Join inside
+ *    the joining window — so opening the link early, or closing the tab, does not spend it.
  *  - The join token and the resume token live in sessionStorage (this tab only), so that
  *    reloading the page does not need the single-use invite again.
+ *  - localStorage (kept by this browser) holds only the chosen camera, microphone and
+ *    speaker ids, never anything about the consultation, the patient or the link.
  *  - No string is ever parsed as HTML (the page's CSP enforces Trusted Types): text
  *    from the server (display names) only ever goes through textContent.
+ *  - The speaker test is a tone made here with WebAudio: nothing is loaded from anywhere.
  */
 (() => {
   'use strict';
@@ -19,7 +25,9 @@
   const PROTOCOL_VERSION = 1;
   const STORAGE_KEY = 'telemed.join.v1';
   const PENDING_KEY = 'telemed.invite.v1';
+  const DEVICES_KEY = 'telemed.devices.v1';
   const SIGNALLING_PATH = '/ws/v1/signalling';
+  const CHECK_PATH = '/api/v1/invites/check';
   const REDEEM_PATH = '/api/v1/invites/redeem';
   const PING_EVERY_MS = 15000;
   const SILENT_SOCKET_MS = 40000;       // no frame at all for this long: the socket is dead
@@ -30,7 +38,8 @@
   const MAX_RECOVER_DELAY_MS = 30000;
   const FIRST_CONNECT_ATTEMPTS = 4;     // then "server unreachable"
   const MAX_RECONNECT_MS = 120000;      // then "connection lost", with a button to try again
-  const EARLY_SLACK_MS = 2000;
+  const OPEN_SLACK_MS = 1000;           // check again this long after the window should have opened
+  const DEVICE_KINDS = ['videoinput', 'audioinput', 'audiooutput'];
 
   // --- the page ------------------------------------------------------------------------
 
@@ -38,11 +47,16 @@
   const el = {
     status: $('status'),
     loadingText: $('loading-text'),
-    earlyStart: $('early-start'),
-    earlyOpen: $('early-open'),
     room: document.querySelector('section[data-screen="room"]'),
+    prejoinTitle: $('prejoin-title'),
+    prejoinLead: $('prejoin-lead'),
+    prejoinNote: $('prejoin-note'),
+    prejoinExpiry: $('prejoin-expiry'),
+    checkButton: $('check-button'),
+    joinButton: $('join-button'),
     roomTitle: $('room-title'),
     callTitle: $('call-title'),
+    elapsed: $('elapsed'),
     waitingLead: $('waiting-lead'),
     waitingNote: $('waiting-note'),
     hostPresence: $('host-presence'),
@@ -54,13 +68,37 @@
     selfName: $('self-name'),
     selfState: $('self-state'),
     micMeter: $('mic-meter'),
+    panelMeter: $('panel-meter'),
+    devicePanel: $('device-panel'),
+    deviceHome: $('device-home'),
+    deviceDialog: $('device-dialog'),
+    deviceDialogBody: $('device-dialog-body'),
+    deviceDialogDone: $('device-dialog-done'),
+    selects: {
+      videoinput: $('camera-select'),
+      audioinput: $('mic-select'),
+      audiooutput: $('speaker-select'),
+    },
+    speakerField: $('speaker-field'),
+    speakerFallback: $('speaker-fallback'),
+    speakerTest: $('speaker-test'),
+    testSound: $('test-sound'),
     mic: $('mic-button'),
     camera: $('camera-button'),
+    devices: $('devices-button'),
     leave: $('leave-button'),
+    leaveDialog: $('leave-dialog'),
+    leaveStay: $('leave-stay'),
+    leaveConfirm: $('leave-confirm'),
     messageTitle: $('message-title'),
     messageBody: $('message-body'),
     messageHint: $('message-hint'),
     messageAction: $('message-action'),
+    helpInviter: $('help-inviter'),
+    helpContact: $('help-contact'),
+    helpContactText: $('help-contact-text'),
+    helpPhone: $('help-phone'),
+    helpFallback: $('help-fallback'),
   };
 
   /** Everything a user can be told when something stops them, in plain words. */
@@ -179,6 +217,9 @@
   // --- state ---------------------------------------------------------------------------
 
   const state = {
+    invite: null,          // the unspent invite token, until it is redeemed
+    check: null,           // InviteCheckOut from the invite check
+    inviter: null,         // {name, establishment} of whoever sent the invite, if known
     ticket: null,          // JoinTicketOut from the redeem call
     me: null,              // our participant id (from welcome)
     resumeToken: null,
@@ -205,23 +246,36 @@
     micOn: true,
     cameraOn: true,
     meter: null,           // the microphone level meter: {context, timer}
+    speaker: '',           // the chosen audio output's id ('' = the system default)
+    testTone: null,        // the speaker test playing now: {context, done}
+    openTimer: null,       // the early screen's wait for the joining window
+    admittedAt: null,      // when this tab was first let in (ms), for the elapsed time
+    elapsedTimer: null,
   };
 
   let pendingInviteToken = null;  // an invite not yet redeemed (in memory if storage is refused)
 
   // --- screens -------------------------------------------------------------------------
 
-  function show(screen, mode) {
+  const ROOM_HEADINGS = { early: 'prejoin-title', setup: 'prejoin-title', waiting: 'room-title', call: 'call-title' };
+
+  /** Show one screen (for the room section: one mode of it) and move focus to its heading. */
+  function show(screen, mode, { keepFocus = false } = {}) {
     for (const section of document.querySelectorAll('main > section[data-screen]')) {
       section.hidden = section.dataset.screen !== screen;
     }
     document.body.dataset.screen = mode || screen;
-    if (screen === 'room') el.room.dataset.mode = mode;
-    const heading = screen === 'room'
-      ? (mode === 'call' ? el.callTitle : el.roomTitle)
-      : document.querySelector(`section[data-screen="${screen}"] h1`);
+    let heading;
+    if (screen === 'room') {
+      el.room.dataset.mode = mode;
+      el.room.setAttribute('aria-labelledby', ROOM_HEADINGS[mode]);
+      heading = $(ROOM_HEADINGS[mode]);
+      placeDevicePanel(mode === 'early' || mode === 'setup' ? 'page' : 'dialog');
+    } else {
+      heading = document.querySelector(`section[data-screen="${screen}"] h1`);
+    }
     // Move focus so screen readers read the new screen and keyboard users start at its top.
-    if (heading) heading.focus({ preventScroll: false });
+    if (heading && !keepFocus) heading.focus({ preventScroll: false });
   }
 
   function announce(text, tone) {
@@ -232,6 +286,13 @@
   function showMessage(kind, extra) {
     const m = MESSAGES[kind] || MESSAGES.server_error;
     state.finished = true;
+    clearTimeout(state.openTimer);
+    state.openTimer = null;
+    stopElapsed();
+    closeDialogs();
+    leaveFullscreen();
+    // Every message screen stops the camera and microphone (the set-up check's too).
+    stopCamera();
     document.body.dataset.message = kind;
     document.body.dataset.tone = m.tone;
     el.messageTitle.textContent = m.title;
@@ -243,9 +304,44 @@
     } else {
       el.messageAction.hidden = true;
     }
+    showHelp();
     announce('');
     show('message');
     document.title = `${m.title} – Video consultation`;
+  }
+
+  /** The configured help contact (TELEMED_SUPPORT_CONTACT / _PHONE), from the page's meta elements. */
+  function supportContact() {
+    const read = (name) => {
+      const meta = document.querySelector(`meta[name="${name}"]`);
+      return meta ? meta.content.trim() : '';
+    };
+    return { contact: read('telemed-support-contact'), phone: read('telemed-support-phone') };
+  }
+
+  /** Who can help on a message screen: who sent the invite, and the deployment's help contact. */
+  function showHelp() {
+    const inviter = state.inviter;
+    if (inviter && inviter.name) {
+      el.helpInviter.textContent = inviter.establishment
+        ? `You were invited by ${inviter.name}, ${inviter.establishment}.`
+        : `You were invited by ${inviter.name}.`;
+      el.helpInviter.hidden = false;
+    } else {
+      el.helpInviter.hidden = true;
+    }
+    const { contact, phone } = supportContact();
+    el.helpContactText.textContent = contact ? `For help, contact: ${contact}` : (phone ? 'For help, call:' : '');
+    if (phone) {
+      el.helpPhone.textContent = phone;
+      el.helpPhone.href = `tel:${phone.replace(/[^0-9+]/g, '')}`;
+      el.helpPhone.hidden = false;
+    } else {
+      el.helpPhone.hidden = true;
+      el.helpPhone.removeAttribute('href');
+    }
+    el.helpContact.hidden = !contact && !phone;
+    el.helpFallback.hidden = !el.helpInviter.hidden || !el.helpContact.hidden;
   }
 
   function formatTime(iso) {
@@ -263,10 +359,27 @@
     return `${formatDay(iso)} at ${formatTime(iso)}`;
   }
 
+  /** "today at 14:30", or "on Monday 30 November at 14:30". */
+  function formatOn(iso) {
+    const when = new Date(iso);
+    if (Number.isNaN(when.getTime())) return '';
+    if (when.toDateString() === new Date().toDateString()) return `today at ${formatTime(iso)}`;
+    return `on ${formatDay(iso)} at ${formatTime(iso)}`;
+  }
+
   function formatDay(iso) {
     const when = new Date(iso);
     if (Number.isNaN(when.getTime())) return '';
     return when.toLocaleDateString([], { weekday: 'long', day: 'numeric', month: 'long' });
+  }
+
+  /** 75 -> "1:15", 3725 -> "1:02:05". */
+  function formatDuration(seconds) {
+    const h = Math.floor(seconds / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    const s = seconds % 60;
+    const two = (n) => String(n).padStart(2, '0');
+    return h > 0 ? `${h}:${two(m)}:${two(s)}` : `${m}:${two(s)}`;
   }
 
   // --- the invite and the join token ---------------------------------------------------
@@ -311,7 +424,12 @@
         sessionStorage.removeItem(STORAGE_KEY);
         return;
       }
-      sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ ticket: state.ticket, resume: state.resumeToken }));
+      sessionStorage.setItem(STORAGE_KEY, JSON.stringify({
+        ticket: state.ticket,
+        resume: state.resumeToken,
+        inviter: state.inviter,
+        admitted_at: state.admittedAt,
+      }));
     } catch (_) {
       // Private windows may refuse storage; the page still works, only a reload will not.
     }
@@ -339,10 +457,11 @@
     } catch (_) { /* kept in memory only */ }
   }
 
-  async function redeem(inviteToken) {
+  /** POST the invite to check or redeem it; a refusal becomes a PageError (and names the inviter). */
+  async function postInvite(path, inviteToken) {
     let response;
     try {
-      response = await fetch(REDEEM_PATH, {
+      response = await fetch(path, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
         body: JSON.stringify({ token: inviteToken }),
@@ -359,7 +478,10 @@
     } catch (_) {
       body = null;
     }
-    if (response.ok && body && typeof body.token === 'string') return body;
+    if (body && body.invited_by && typeof body.invited_by.name === 'string') {
+      state.inviter = { name: body.invited_by.name, establishment: body.invited_by.establishment || null };
+    }
+    if (response.ok && body) return body;
     const code = body && typeof body.code === 'string' ? body.code : '';
     if (code === 'invite_used') throw new PageError('invite_used');
     if (code === 'invite_expired') throw new PageError('invite_expired');
@@ -371,69 +493,246 @@
     throw new PageError('server_error');
   }
 
+  /** Who, with whom and when: from the join ticket, or before joining from the invite check. */
   function fillDetails() {
-    const t = state.ticket;
-    el.detailName.textContent = t.name || '';
-    el.selfName.textContent = t.name ? `You (${t.name})` : 'You';
-    const c = t.consultation || {};
+    const source = state.ticket || state.check;
+    if (!source) return;
+    el.detailName.textContent = source.name || '';
+    el.selfName.textContent = source.name ? `You (${source.name})` : 'You';
+    const c = source.consultation || {};
     el.detailHost.textContent = c.host_name || '';
     el.detailTime.textContent = c.scheduled_start
       ? `${formatDay(c.scheduled_start)}, ${formatTime(c.scheduled_start)} to ${formatTime(c.scheduled_end)}`
       : '';
   }
 
-  /** Wait on the "You are early" screen until the join token becomes valid. */
-  function waitUntilOpen() {
-    const opens = Date.parse(state.ticket.not_before);
-    const wait = opens - Date.now();
-    if (!(wait > 0)) return Promise.resolve();
-    el.earlyStart.textContent = formatWhen(state.ticket.consultation.scheduled_start);
-    el.earlyOpen.textContent = formatWhen(state.ticket.not_before);
-    show('early');
+  // --- before joining: the set-up check ------------------------------------------------
+
+  /** Before the joining window: when the consultation is, and a set-up check on request. */
+  function enterEarly() {
+    const c = state.check.consultation;
+    el.prejoinTitle.textContent = `Your consultation is ${formatOn(c.scheduled_start)}`;
+    el.prejoinLead.textContent = `You can join from ${formatWhen(state.check.opens_at)}. `
+      + 'You can check your camera, microphone and speaker now.';
+    el.prejoinNote.textContent = 'This link has not been used yet: you can close this page and open the '
+      + 'link again when it is time.';
+    const expires = Date.parse(state.check.expires_at);
+    if (expires <= Date.parse(state.check.opens_at)) {
+      el.prejoinExpiry.textContent = `This link stops working at ${formatWhen(state.check.expires_at)}, `
+        + 'before you can join. Please ask the clinician for a new link.';
+      el.prejoinExpiry.hidden = false;
+    } else {
+      el.prejoinExpiry.hidden = true;
+    }
+    el.room.dataset.checking = state.localStream ? 'true' : 'false';
+    updateCheckButton();
+    document.title = 'Before your consultation – Video consultation';
+    show('room', 'early');
+    waitForWindow();
+  }
+
+  /** Within the joining window: check camera, microphone and speaker, then Join. */
+  async function enterSetup({ opened = false } = {}) {
+    const c = state.check.consultation;
+    el.prejoinTitle.textContent = 'Check your camera, microphone and speaker';
+    const starts = Date.parse(c.scheduled_start);
+    el.prejoinLead.textContent = starts > Date.now()
+      ? `Your consultation starts at ${formatTime(c.scheduled_start)}.`
+      : `Your consultation started at ${formatTime(c.scheduled_start)}.`;
+    el.prejoinNote.textContent = 'When you are ready, press Join. The clinician will then let you in.';
+    el.prejoinExpiry.hidden = true;
+    // When the window opens while someone is choosing a device, leave their focus alone.
+    const focused = document.activeElement;
+    const focusInside = opened && el.room.contains(focused)
+      && focused !== el.prejoinTitle && focused !== el.checkButton;
+    if (!state.localStream) await openCamera();
+    el.room.dataset.checking = 'true';
+    document.title = 'Check your camera – Video consultation';
+    show('room', 'setup', { keepFocus: focusInside });
+    if (opened) announce('You can join the consultation now.');
+    await refreshDevices();
+  }
+
+  /** Wait, on the early screen, until the joining window opens (by the server's clock), then check again. */
+  function waitForWindow() {
+    clearTimeout(state.openTimer);
+    const until = Date.now() + state.check.opens_in_s * 1000 + OPEN_SLACK_MS;
     // Short naps rather than one long timer: timers drift while a computer sleeps.
-    const until = opens + EARLY_SLACK_MS;
-    return new Promise((resolve) => {
-      const nap = () => {
-        const left = until - Date.now();
-        if (left <= 0) resolve();
-        else setTimeout(nap, Math.min(left, 30000));
-      };
-      nap();
-    });
+    const nap = () => {
+      const left = until - Date.now();
+      if (left > 0) {
+        state.openTimer = setTimeout(nap, Math.min(left, 30000));
+        return;
+      }
+      state.openTimer = null;
+      recheck().catch((err) => {
+        console.error('invite check failed', err);
+        showMessage('server_error');
+      });
+    };
+    nap();
+  }
+
+  /** Check the invite again when the window should be open (it may have been cancelled meanwhile). */
+  async function recheck() {
+    try {
+      state.check = await postInvite(CHECK_PATH, state.invite);
+    } catch (err) {
+      const kind = err instanceof PageError ? err.kind : 'server_error';
+      if (kind === 'unreachable' || kind === 'server_error') {
+        // Stay on the early screen and try again shortly: the specialist may be away from the desk.
+        state.openTimer = setTimeout(() => recheck().catch(() => {}), 30000);
+        return;
+      }
+      keepPendingInvite(null);
+      showMessage(kind);
+      return;
+    }
+    fillDetails();
+    if (state.check.status === 'open') {
+      try {
+        await enterSetup({ opened: true });
+      } catch (err) {
+        showMessage(err instanceof PageError ? err.kind : 'server_error');
+      }
+    } else {
+      waitForWindow();
+    }
+  }
+
+  function updateCheckButton() {
+    const checking = Boolean(state.localStream);
+    el.checkButton.textContent = checking ? 'Stop the check' : 'Check my camera and sound';
+    el.room.dataset.checking = checking ? 'true' : 'false';
+  }
+
+  /** Early screen: start or stop the set-up check (the camera is not left on for hours). */
+  async function toggleCheck() {
+    if (state.localStream) {
+      stopCamera();
+      updateCheckButton();
+      announce('The check has stopped. Your camera and microphone are off.');
+      return;
+    }
+    try {
+      await openCamera({ promptScreen: false });
+    } catch (err) {
+      showMessage(err instanceof PageError ? err.kind : 'server_error');
+      return;
+    }
+    updateCheckButton();
+    await refreshDevices();
+    announce('Your camera and microphone are on. Check the picture and the level below.');
+  }
+
+  /** Join: redeem the invite now (single use) and go on to the waiting room. */
+  async function joinNow() {
+    el.joinButton.disabled = true;
+    el.loadingText.textContent = 'Joining the consultation…';
+    show('loading');
+    try {
+      state.ticket = await postInvite(REDEEM_PATH, state.invite);
+    } catch (err) {
+      const kind = err instanceof PageError ? err.kind : 'server_error';
+      if (kind !== 'unreachable' && kind !== 'server_error') keepPendingInvite(null);
+      showMessage(kind);
+      return;
+    } finally {
+      el.joinButton.disabled = false;
+    }
+    keepPendingInvite(null);
+    state.invite = null;
+    state.resumeToken = null;
+    state.admittedAt = null;
+    saveStored();
+    fillDetails();
+    await join();
   }
 
   // --- camera and microphone -----------------------------------------------------------
 
-  async function openCamera() {
+  /** The devices this browser chose last time (ids only), or nothing. */
+  function savedDevices() {
+    try {
+      const saved = JSON.parse(localStorage.getItem(DEVICES_KEY) || '{}');
+      const out = {};
+      for (const kind of DEVICE_KINDS) {
+        const id = saved && saved[kind];
+        if (typeof id === 'string' && id.length > 0 && id.length <= 256) out[kind] = id;
+      }
+      return out;
+    } catch (_) {
+      return {};
+    }
+  }
+
+  function saveDevice(kind, id) {
+    try {
+      const saved = savedDevices();
+      if (id) saved[kind] = id;
+      else delete saved[kind];
+      localStorage.setItem(DEVICES_KEY, JSON.stringify(saved));
+    } catch (_) { /* storage refused: the choice lasts for this page only */ }
+  }
+
+  const AUDIO_PROCESSING = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+  const VIDEO_SIZE = { width: { ideal: 1280 }, height: { ideal: 720 } };
+
+  function mediaConstraints(saved) {
+    const audio = { ...AUDIO_PROCESSING };
+    const video = { ...VIDEO_SIZE };
+    if (saved.audioinput) audio.deviceId = { exact: saved.audioinput };
+    if (saved.videoinput) video.deviceId = { exact: saved.videoinput };
+    else video.facingMode = 'user';
+    return { audio, video };
+  }
+
+  /** The remembered camera and microphone; if they are not plugged in today, the system's own. */
+  async function getCameraAndMicrophone() {
+    const saved = savedDevices();
+    try {
+      return await navigator.mediaDevices.getUserMedia(mediaConstraints(saved));
+    } catch (err) {
+      const gone = err && ['OverconstrainedError', 'NotFoundError', 'NotReadableError'].includes(err.name);
+      if (!gone || (!saved.audioinput && !saved.videoinput)) throw err;
+      return navigator.mediaDevices.getUserMedia(mediaConstraints({}));
+    }
+  }
+
+  function mediaError(err) {
+    const name = err && err.name;
+    if (name === 'NotAllowedError' || name === 'SecurityError' || name === 'PermissionDeniedError') {
+      return new PageError('camera_refused');
+    }
+    if (name === 'NotFoundError' || name === 'OverconstrainedError' || name === 'DevicesNotFoundError') {
+      return new PageError('camera_missing');
+    }
+    if (name === 'NotReadableError' || name === 'AbortError' || name === 'TrackStartError') {
+      return new PageError('camera_busy');
+    }
+    return new PageError('camera_refused');
+  }
+
+  async function openCamera({ promptScreen = true } = {}) {
     if (state.localStream && state.localStream.getTracks().every((t) => t.readyState === 'live')) return;
     if (!window.isSecureContext || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia
         || typeof RTCPeerConnection !== 'function') {
       throw new PageError('insecure');
     }
     // Only show "allow your camera" if the browser is actually asking.
-    const prompt = setTimeout(() => show('camera'), 400);
+    const prompt = promptScreen ? setTimeout(() => show('camera'), 400) : null;
     try {
-      state.localStream = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-        video: { width: { ideal: 1280 }, height: { ideal: 720 }, facingMode: 'user' },
-      });
+      state.localStream = await getCameraAndMicrophone();
     } catch (err) {
-      const name = err && err.name;
-      if (name === 'NotAllowedError' || name === 'SecurityError' || name === 'PermissionDeniedError') {
-        throw new PageError('camera_refused');
-      }
-      if (name === 'NotFoundError' || name === 'OverconstrainedError' || name === 'DevicesNotFoundError') {
-        throw new PageError('camera_missing');
-      }
-      if (name === 'NotReadableError' || name === 'AbortError' || name === 'TrackStartError') {
-        throw new PageError('camera_busy');
-      }
-      throw new PageError('camera_refused');
+      throw mediaError(err);
     } finally {
       clearTimeout(prompt);
     }
     for (const track of state.localStream.getAudioTracks()) track.enabled = state.micOn;
     for (const track of state.localStream.getVideoTracks()) track.enabled = state.cameraOn;
+    for (const track of state.localStream.getTracks()) watchTrack(track);
+    const saved = savedDevices();
+    state.speaker = saved.audiooutput || '';
     el.selfVideo.srcObject = state.localStream;
     el.selfVideo.play().catch(() => { /* muted self-view: autoplay is allowed */ });
     startMicMeter();
@@ -454,7 +753,9 @@
       let sum = 0;
       for (const x of samples) sum += x * x;
       const rms = Math.sqrt(sum / samples.length);
-      el.micMeter.value = state.micOn ? Math.min(1, rms * 5) : 0;
+      const level = state.micOn ? Math.min(1, rms * 5) : 0;
+      el.micMeter.value = level;
+      el.panelMeter.value = level;
     }, 100);
     state.meter = { context, timer };
     if (context.state === 'suspended') {
@@ -471,12 +772,17 @@
     state.meter.context.close().catch(() => {});
     state.meter = null;
     el.micMeter.value = 0;
+    el.panelMeter.value = 0;
   }
 
   function stopCamera() {
     stopMicMeter();
+    stopTestSound();
     if (state.localStream) {
-      for (const track of state.localStream.getTracks()) track.stop();
+      for (const track of state.localStream.getTracks()) {
+        track.onended = null;
+        track.stop();
+      }
     }
     state.localStream = null;
     el.selfVideo.srcObject = null;
@@ -506,6 +812,268 @@
     if (state.localStream) for (const t of state.localStream.getVideoTracks()) t.enabled = state.cameraOn;
     updateControls();
     announce(state.cameraOn ? 'Your camera is on.' : 'Your camera is off. Others cannot see you.');
+  }
+
+  // --- choosing the camera, microphone and speaker -------------------------------------
+
+  const KIND_WORDS = { videoinput: 'Camera', audioinput: 'Microphone', audiooutput: 'Speaker' };
+
+  function speakerChoiceSupported() {
+    return typeof HTMLMediaElement !== 'undefined' && 'setSinkId' in HTMLMediaElement.prototype;
+  }
+
+  function currentDeviceId(kind) {
+    if (kind === 'audiooutput') return state.speaker;
+    const track = trackOf(kind === 'videoinput' ? 'video' : 'audio');
+    return track ? (track.getSettings().deviceId || '') : '';
+  }
+
+  function trackOf(mediaKind) {
+    if (!state.localStream) return null;
+    return state.localStream.getTracks().find((t) => t.kind === mediaKind) || null;
+  }
+
+  /** Fill the three lists from enumerateDevices (labels are known once the camera is allowed). */
+  async function refreshDevices() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return;
+    let devices;
+    try {
+      devices = await navigator.mediaDevices.enumerateDevices();
+    } catch (_) {
+      return;
+    }
+    for (const kind of DEVICE_KINDS) {
+      const select = el.selects[kind];
+      const found = devices.filter((d) => d.kind === kind && d.deviceId);
+      const options = found.map((d, i) => {
+        const option = document.createElement('option');
+        option.value = d.deviceId;
+        option.textContent = d.label || `${KIND_WORDS[kind]} ${i + 1}`;
+        return option;
+      });
+      select.replaceChildren(...options);
+      let current = currentDeviceId(kind);
+      if (kind === 'audiooutput' && !found.some((d) => d.deviceId === current)) {
+        // No speaker chosen, or the chosen one is not plugged in today: the system default.
+        if (state.speaker) await useSpeaker('');
+        current = found.some((d) => d.deviceId === 'default') ? 'default' : (found[0] ? found[0].deviceId : '');
+      }
+      if (current && found.some((d) => d.deviceId === current)) select.value = current;
+      select.disabled = found.length === 0;
+    }
+    // Where the browser cannot send sound to a chosen speaker, say so in plain words instead.
+    const speakers = devices.some((d) => d.kind === 'audiooutput' && d.deviceId);
+    const canChoose = speakerChoiceSupported() && speakers;
+    el.speakerField.hidden = !canChoose;
+    el.speakerFallback.hidden = canChoose;
+    el.devicePanel.dataset.speakerChoice = canChoose ? 'yes' : 'no';
+  }
+
+  /** Use another device now: on the page, and mid-call on every connection (no renegotiation). */
+  async function switchDevice(kind, deviceId) {
+    const select = el.selects[kind];
+    const label = select.selectedOptions[0] ? select.selectedOptions[0].textContent : KIND_WORDS[kind];
+    if (kind === 'audiooutput') {
+      await useSpeaker(deviceId);
+      saveDevice(kind, deviceId);
+      announce(`Sound now plays through ${label}.`);
+      return;
+    }
+    const mediaKind = kind === 'videoinput' ? 'video' : 'audio';
+    const old = trackOf(mediaKind);
+    if (old && old.getSettings().deviceId === deviceId) return;
+    let fresh;
+    try {
+      const constraints = mediaKind === 'video'
+        ? { video: { ...VIDEO_SIZE, deviceId: { exact: deviceId } } }
+        : { audio: { ...AUDIO_PROCESSING, deviceId: { exact: deviceId } } };
+      fresh = (await navigator.mediaDevices.getUserMedia(constraints)).getTracks()[0];
+    } catch (_) {
+      select.value = currentDeviceId(kind);
+      announce(`${label} could not be started. It may be in use by another program. `
+        + `Your ${KIND_WORDS[kind].toLowerCase()} has not changed.`, 'warning');
+      return;
+    }
+    await replaceLocalTrack(old, fresh);
+    saveDevice(kind, deviceId);
+    announce(`Now using ${label}.`);
+  }
+
+  /** Put a new camera or microphone track in place of the old one, for the page and every peer. */
+  async function replaceLocalTrack(old, fresh) {
+    fresh.enabled = fresh.kind === 'video' ? state.cameraOn : state.micOn;
+    watchTrack(fresh);
+    if (!state.localStream) state.localStream = new MediaStream();
+    // RTCRtpSender.replaceTrack swaps what each connection sends without an offer/answer.
+    const swaps = [];
+    for (const peer of state.peers.values()) swaps.push(peer.replaceTrack(fresh));
+    await Promise.all(swaps);
+    if (old) {
+      state.localStream.removeTrack(old);
+      old.onended = null;
+      old.stop();
+    }
+    state.localStream.addTrack(fresh);
+    if (fresh.kind === 'video') {
+      el.selfVideo.srcObject = null;
+      el.selfVideo.srcObject = state.localStream;
+      el.selfVideo.play().catch(() => {});
+    } else {
+      startMicMeter();
+    }
+  }
+
+  /** A device unplugged (a headset, a dock): fall back to the system default and say so. */
+  function watchTrack(track) {
+    track.onended = () => {
+      if (state.finished || !state.localStream || !state.localStream.getTracks().includes(track)) return;
+      const kind = track.kind === 'video' ? 'videoinput' : 'audioinput';
+      const constraints = track.kind === 'video' ? { video: { ...VIDEO_SIZE } } : { audio: { ...AUDIO_PROCESSING } };
+      navigator.mediaDevices.getUserMedia(constraints).then(async (stream) => {
+        await replaceLocalTrack(track, stream.getTracks()[0]);
+        await refreshDevices();
+        announce(`Your ${KIND_WORDS[kind].toLowerCase()} was disconnected. Now using ${stream.getTracks()[0].label || 'the default one'}.`, 'warning');
+      }).catch(() => {
+        announce(`Your ${KIND_WORDS[kind].toLowerCase()} was disconnected. Choose another one in Camera and sound settings.`, 'warning');
+      });
+    };
+  }
+
+  /** Send all sound (the others, the test tone) to this speaker, where the browser can. */
+  async function useSpeaker(deviceId) {
+    state.speaker = deviceId === 'default' ? '' : deviceId;
+    if (!speakerChoiceSupported()) return;
+    const elements = [el.testSound, ...[...state.peers.values()].map((p) => p.video)];
+    await Promise.all(elements.map((media) => applySpeaker(media)));
+  }
+
+  function applySpeaker(media) {
+    if (!speakerChoiceSupported() || (media.sinkId || '') === state.speaker) return Promise.resolve();
+    return media.setSinkId(state.speaker).catch((err) => console.warn('cannot use that speaker', err && err.name));
+  }
+
+  /** Three short beeps made here (WebAudio), played through the chosen speaker. */
+  async function playTestSound() {
+    const AudioCtx = window.AudioContext || window.webkitAudioContext;
+    if (!AudioCtx) {
+      announce('This browser cannot play a test sound.', 'warning');
+      return;
+    }
+    stopTestSound();
+    const context = new AudioCtx();
+    const destination = context.createMediaStreamDestination();
+    const gain = context.createGain();
+    gain.gain.value = 0;
+    gain.connect(destination);
+    const tone = context.createOscillator();
+    tone.type = 'sine';
+    tone.frequency.value = 660;
+    tone.connect(gain);
+    const t0 = context.currentTime + 0.05;
+    for (let i = 0; i < 3; i += 1) {
+      const at = t0 + i * 0.5;
+      gain.gain.setValueAtTime(0, at);
+      gain.gain.linearRampToValueAtTime(0.3, at + 0.02);
+      gain.gain.setValueAtTime(0.3, at + 0.3);
+      gain.gain.linearRampToValueAtTime(0, at + 0.33);
+    }
+    const playing = { context, tone };
+    state.testTone = playing;
+    tone.onended = () => {
+      if (state.testTone === playing) stopTestSound();
+    };
+    el.testSound.srcObject = destination.stream;
+    await applySpeaker(el.testSound);
+    tone.start(t0);
+    tone.stop(t0 + 1.5);
+    el.speakerTest.dataset.playing = 'true';
+    announce('Playing a test sound: three short beeps. If you cannot hear them, choose another speaker or turn the volume up.');
+    await el.testSound.play().catch(() => {});
+  }
+
+  function stopTestSound() {
+    const playing = state.testTone;
+    state.testTone = null;
+    delete el.speakerTest.dataset.playing;
+    el.testSound.pause();
+    el.testSound.srcObject = null;
+    if (playing) playing.context.close().catch(() => {});
+  }
+
+  /** The device lists live on the set-up screens, and in a dialog in the waiting room and the call. */
+  function placeDevicePanel(where) {
+    const home = where === 'page' ? el.deviceHome : el.deviceDialogBody;
+    if (el.devicePanel.parentElement !== home) home.append(el.devicePanel);
+  }
+
+  function openDeviceDialog() {
+    placeDevicePanel('dialog');
+    el.deviceDialog.showModal();
+    refreshDevices().catch(() => {});
+  }
+
+  function closeDialogs() {
+    for (const dialog of [el.deviceDialog, el.leaveDialog]) if (dialog.open) dialog.close();
+  }
+
+  // --- the call screen: elapsed time, full screen, leaving -----------------------------
+
+  function startElapsed() {
+    if (state.admittedAt === null) {
+      state.admittedAt = Date.now();
+      saveStored();
+    }
+    const tick = () => {
+      const seconds = Math.max(0, Math.floor((Date.now() - state.admittedAt) / 1000));
+      el.elapsed.textContent = formatDuration(seconds);
+      el.elapsed.dateTime = `PT${seconds}S`;
+    };
+    tick();
+    if (state.elapsedTimer === null) state.elapsedTimer = setInterval(tick, 1000);
+  }
+
+  function stopElapsed() {
+    clearInterval(state.elapsedTimer);
+    state.elapsedTimer = null;
+  }
+
+  function fullscreenSupported(figure) {
+    return Boolean(document.fullscreenEnabled && figure.requestFullscreen);
+  }
+
+  function toggleFullscreen(peer) {
+    if (document.fullscreenElement === peer.figure) {
+      document.exitFullscreen().catch(() => {});
+    } else if (fullscreenSupported(peer.figure)) {
+      peer.figure.requestFullscreen({ navigationUI: 'hide' }).catch(() => {
+        announce('This browser did not allow full screen.', 'warning');
+      });
+    } else if (peer.video.webkitEnterFullscreen) {
+      peer.video.webkitEnterFullscreen();  // iPhone Safari: only a video element can go full screen
+    }
+  }
+
+  function leaveFullscreen() {
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+  }
+
+  document.addEventListener('fullscreenchange', () => {
+    const full = document.fullscreenElement;
+    for (const peer of state.peers.values()) peer.showFullscreen(full === peer.figure);
+    const peer = [...state.peers.values()].find((p) => p.figure === full);
+    if (peer) announce(`Showing ${peer.name} full screen. Press Escape to go back.`);
+    document.body.dataset.fullscreen = peer ? peer.id : '';
+  });
+
+  // Escape leaves full screen (browsers do this themselves; this covers those that pass the key on).
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && document.fullscreenElement) leaveFullscreen();
+  });
+
+  function confirmLeave() {
+    el.leaveDialog.returnValue = '';
+    el.leaveDialog.showModal();
+    el.leaveStay.focus();  // the safe choice first, whatever the browser's autofocus does
   }
 
   // --- signalling socket ---------------------------------------------------------------
@@ -764,6 +1332,7 @@
 
   function enterWaiting(why) {
     closeAllPeers();
+    stopElapsed();
     state.status = 'waiting';
     el.waitingLead.textContent = WAITING_LEADS[why] || WAITING_LEADS.joined;
     showHostPresence();
@@ -796,6 +1365,7 @@
     document.title = 'In consultation – Video consultation';
     // Already in the call (a resumed socket): leave the screen and the keyboard focus alone.
     if (document.body.dataset.screen !== 'call') show('room', 'call');
+    startElapsed();
     startStats();
   }
 
@@ -880,6 +1450,7 @@
       this.recoverTimer = null;
       this.queue = Promise.resolve();
       this.stats = null;
+      this.senders = {};            // what the current connection sends: {audio, video} RTCRtpSenders
       this.buildTile();
     }
 
@@ -893,6 +1464,16 @@
       const waiting = document.createElement('p');
       waiting.className = 'waiting-text';
       waiting.textContent = 'Connecting…';
+      const actions = document.createElement('div');
+      actions.className = 'tile-actions';
+      const full = document.createElement('button');
+      full.type = 'button';
+      full.className = 'control tile-button fullscreen-button';
+      full.textContent = 'Full screen';
+      full.addEventListener('click', () => toggleFullscreen(this));
+      video.addEventListener('dblclick', () => toggleFullscreen(this));
+      full.hidden = !fullscreenSupported(figure) && !video.webkitEnterFullscreen;
+      actions.append(full);
       const caption = document.createElement('figcaption');
       const name = document.createElement('span');
       name.className = 'name';
@@ -901,9 +1482,11 @@
       const quality = document.createElement('span');
       quality.className = 'quality';
       caption.append(name, note, quality);
-      figure.append(video, waiting, caption);
+      figure.append(video, waiting, actions, caption);
       this.figure = figure;
       this.video = video;
+      this.actions = actions;
+      this.fullButton = full;
       this.waitingText = waiting;
       this.nameEl = name;
       this.noteEl = note;
@@ -911,6 +1494,7 @@
       this.setName(this.name);
       this.setNote('Connecting…');
       video.addEventListener('playing', () => { this.waitingText.hidden = true; });
+      applySpeaker(video);
       el.grid.append(figure);
     }
 
@@ -918,6 +1502,19 @@
       this.name = name;
       this.nameEl.textContent = name;
       this.video.setAttribute('aria-label', `Video of ${name}`);
+      this.showFullscreen(document.fullscreenElement === this.figure);
+    }
+
+    showFullscreen(on) {
+      this.fullButton.textContent = on ? 'Exit full screen' : 'Full screen';
+      this.fullButton.setAttribute('aria-label', on ? 'Exit full screen' : `Show ${this.name} full screen`);
+      this.figure.classList.toggle('is-fullscreen', on);
+    }
+
+    /** Send another camera or microphone on this connection: replaceTrack, no offer/answer. */
+    async replaceTrack(track) {
+      const sender = this.senders[track.kind];
+      if (this.pc && sender) await sender.replaceTrack(track);
     }
 
     setNote(text) {
@@ -951,8 +1548,11 @@
       this.connectedOnce = false;
       const stream = new MediaStream();
       this.video.srcObject = stream;
+      this.senders = {};
       if (state.localStream) {
-        for (const track of state.localStream.getTracks()) pc.addTrack(track, state.localStream);
+        for (const track of state.localStream.getTracks()) {
+          this.senders[track.kind] = pc.addTrack(track, state.localStream);
+        }
       }
       pc.ontrack = (event) => {
         if (this.pc !== pc) return;
@@ -1019,7 +1619,7 @@
         this.play();
       });
       this.soundButton = button;
-      this.figure.append(button);
+      this.actions.append(button);
     }
 
     onState() {
@@ -1274,6 +1874,8 @@
 
   /** Stop everything this page runs: peers, socket, camera. */
   function leaveCall() {
+    leaveFullscreen();
+    stopElapsed();
     closeAllPeers();
     clearTimeout(state.reconnectTimer);
     state.reconnectTimer = null;
@@ -1301,6 +1903,7 @@
 
   // --- start ---------------------------------------------------------------------------
 
+  /** With a join ticket: camera, then the signalling socket (waiting room, call). */
   async function join() {
     state.finished = false;
     state.denied = false;
@@ -1311,7 +1914,6 @@
     state.reconnectAttempt = 0;
     state.reconnectSince = null;
     try {
-      await waitUntilOpen();
       await openCamera();
     } catch (err) {
       showMessage(err instanceof PageError ? err.kind : 'server_error');
@@ -1323,14 +1925,20 @@
     connect();
   }
 
-  /** Redeem the invite (from the link, or kept from before a reload) and go on to join. */
+  /**
+   * Check the invite (from the link, or kept from before a reload) without spending it, then
+   * show the set-up check: early, with the day and time, or within the window, with Join.
+   */
   async function start() {
+    state.finished = false;
     const fromLink = takeFragmentToken();
     const stored = loadStored();
     if (fromLink === null && stored) {
-      // A reload: the invite was already spent in this tab; carry on with its join token.
+      // A reload after joining: the invite was already spent in this tab; carry on with its join token.
       state.ticket = stored.ticket;
       state.resumeToken = stored.resume || null;
+      state.inviter = stored.inviter || null;
+      state.admittedAt = typeof stored.admitted_at === 'number' ? stored.admitted_at : null;
       fillDetails();
       await join();
       return;
@@ -1340,22 +1948,29 @@
       showMessage('invalid_link');
       return;
     }
-    // Kept (this tab only) until the server has answered, so a reload can retry it.
+    // Kept (this tab only) until it is redeemed or refused, so a reload checks it again.
     keepPendingInvite(invite);
+    el.loadingText.textContent = 'Checking your invite link…';
     show('loading');
     try {
-      state.ticket = await redeem(invite);
+      state.check = await postInvite(CHECK_PATH, invite);
     } catch (err) {
       const kind = err instanceof PageError ? err.kind : 'server_error';
       if (kind !== 'unreachable' && kind !== 'server_error') keepPendingInvite(null);
       showMessage(kind);
       return;
     }
-    keepPendingInvite(null);
-    state.resumeToken = null;
-    saveStored();
+    state.invite = invite;
     fillDetails();
-    await join();
+    if (state.check.status === 'early') {
+      enterEarly();
+      return;
+    }
+    try {
+      await enterSetup();
+    } catch (err) {
+      showMessage(err instanceof PageError ? err.kind : 'server_error');
+    }
   }
 
   el.messageAction.addEventListener('click', () => {
@@ -1367,9 +1982,43 @@
       showMessage('server_error');
     });
   });
+  el.checkButton.addEventListener('click', () => {
+    toggleCheck().catch((err) => console.error('set-up check failed', err));
+  });
+  el.joinButton.addEventListener('click', () => {
+    joinNow().catch((err) => {
+      console.error('join failed', err);
+      showMessage('server_error');
+    });
+  });
+  for (const kind of DEVICE_KINDS) {
+    el.selects[kind].addEventListener('change', (event) => {
+      switchDevice(kind, event.target.value).catch((err) => console.error('device switch failed', err));
+    });
+  }
+  if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+    // A headset or a dock plugged in or out: the lists follow.
+    navigator.mediaDevices.addEventListener('devicechange', () => {
+      if (state.localStream) refreshDevices().catch(() => {});
+    });
+  }
+  el.speakerTest.addEventListener('click', () => {
+    playTestSound().catch((err) => console.error('test sound failed', err));
+  });
   el.mic.addEventListener('click', toggleMic);
   el.camera.addEventListener('click', toggleCamera);
-  el.leave.addEventListener('click', leave);
+  el.devices.addEventListener('click', openDeviceDialog);
+  el.deviceDialogDone.addEventListener('click', () => el.deviceDialog.close());
+  el.deviceDialog.addEventListener('close', () => {
+    if (!state.finished) el.devices.focus();
+  });
+  el.leave.addEventListener('click', confirmLeave);
+  el.leaveStay.addEventListener('click', () => el.leaveDialog.close('stay'));
+  el.leaveConfirm.addEventListener('click', () => el.leaveDialog.close('leave'));
+  el.leaveDialog.addEventListener('close', () => {
+    if (el.leaveDialog.returnValue === 'leave') leave();
+    else if (!state.finished) el.leave.focus();  // Stay, or Escape: back where they were
+  });
 
   start().catch((err) => {
     console.error('start failed', err);

@@ -31,6 +31,10 @@ from tests.support.live_server import ServerProcess
 
 HOST_USERNAME = "dr.host"
 HOST_NAME = "Dr Hannah Host"
+HOST_ESTABLISHMENT = "HMP Example"
+# The deployment's help contact (TELEMED_SUPPORT_CONTACT / _PHONE), shown on every message screen.
+SUPPORT_CONTACT = "Healthcare team, HMP Example <weekdays> & 8:00-18:00"
+SUPPORT_PHONE = "+44 1632 960123"
 SPECIALIST_NAME = "Dr Sam Specialist"
 PATIENT_NAME = "Ada Quillfeather"
 PRISON_NUMBER = "A1234BC"
@@ -84,6 +88,8 @@ def running_server(workdir: Path, env: dict[str, str] | None = None) -> Iterator
             "TELEMED_LOG_JSON": "false",
             "TELEMED_RECORDS_KEK_DIR": str(settings.records_kek_dir),
             "TELEMED_AUDIT_KEY_FILE": str(settings.audit_key_file),
+            "TELEMED_SUPPORT_CONTACT": SUPPORT_CONTACT,
+            "TELEMED_SUPPORT_PHONE": SUPPORT_PHONE,
             **(env or {}),
         },
         workdir=workdir,
@@ -93,7 +99,7 @@ def running_server(workdir: Path, env: dict[str, str] | None = None) -> Iterator
     try:
         server.start()
         proxy.start()
-        add_user(services, HOST_USERNAME, display_name=HOST_NAME)
+        add_user(services, HOST_USERNAME, display_name=HOST_NAME, establishment=HOST_ESTABLISHMENT)
         with session_scope(services.engine) as session:
             patient = Patient(
                 prison_number=PRISON_NUMBER,

@@ -66,7 +66,7 @@ class Frames:
 
 
 async def screen(page: Page) -> str | None:
-    """The screen the page shows: loading, early, camera, waiting, call or message."""
+    """The screen the page shows: loading, camera, early, setup, waiting, call or message."""
     value = await page.evaluate("document.body.dataset.screen")
     return None if value is None else str(value)
 
@@ -79,6 +79,16 @@ async def wait_for_screen(page: Page, name: str, *, message: str | None = None) 
         arg=[name, message],
         timeout=WAIT_MS,
     )
+
+
+JOIN_BUTTON = "Join the consultation"
+
+
+async def open_and_join(page: Page, link: str) -> None:
+    """Open the invite link, wait for the set-up check, and press Join (which spends the invite)."""
+    await page.goto(link)
+    await wait_for_screen(page, "setup")
+    await page.get_by_role("button", name=JOIN_BUTTON).click()
 
 
 def tile_selector(participant_id: str) -> str:

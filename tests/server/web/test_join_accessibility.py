@@ -15,11 +15,12 @@ from datetime import timedelta
 import pytest
 from playwright.async_api import Browser, Page, Route, expect
 
-from tests.server.web.conftest import Booking, LiveServer, book
+from tests.server.web.conftest import HOST_NAME, Booking, LiveServer, book
 from tests.server.web.host import Host, hosting
 from tests.server.web.pages import (
     QUALITY_TEXT,
     WAIT_MS,
+    open_and_join,
     remote_video_playing,
     tile_selector,
     wait_for_screen,
@@ -83,7 +84,7 @@ async def in_call(
         hosting(live.ws_url, booking.host_join_token) as host,
         watched_page(browser, viewport=viewport) as (page, watch),
     ):
-        await page.goto(booking.invite_link)
+        await open_and_join(page, booking.invite_link)
         await host.sees(booking.specialist_id, lambda p: p.status == "waiting")
         await wait_for_screen(page, "waiting")
         await host.session.admit(booking.specialist_id)
@@ -98,7 +99,7 @@ async def test_the_checker_finds_a_violation_on_the_real_page(
     # The page's CSP is in force (a script element's code is refused), axe still runs,
     # and a button stripped of its label is reported by rule, impact and element.
     async with watched_page(chromium) as (page, _watch):
-        await page.goto(booking.invite_link)
+        await open_and_join(page, booking.invite_link)
         await wait_for_screen(page, "waiting")
         refused = await page.evaluate(
             """() => {
@@ -126,21 +127,21 @@ async def test_the_checker_finds_a_violation_on_the_real_page(
 async def test_loading_and_camera_screens(
     live_server: LiveServer, booking: Booking, chromium: Browser
 ) -> None:
-    redeem_seen = asyncio.Event()
+    check_seen = asyncio.Event()
     answer = asyncio.Event()
 
-    async def slow_redeem(route: Route) -> None:
-        redeem_seen.set()
+    async def slow_check(route: Route) -> None:
+        check_seen.set()
         await answer.wait()
         await route.continue_()
 
     async with watched_page(chromium) as (page, watch):
         await page.add_init_script(HOLD_CAMERA)
-        await page.route("**/api/v1/invites/redeem", slow_redeem)
+        await page.route("**/api/v1/invites/check", slow_check)
         await page.goto(booking.invite_link)
 
         # The invite is being checked.
-        await asyncio.wait_for(redeem_seen.wait(), WAIT_MS / 1000)
+        await asyncio.wait_for(check_seen.wait(), WAIT_MS / 1000)
         await wait_for_screen(page, "loading")
         await heading(page, "Joining your consultation")
         await expect(page.locator("#loading-text")).to_have_text("Checking your invite link…")
@@ -153,7 +154,10 @@ async def test_loading_and_camera_screens(
         await audit(page, "camera")
 
         await page.evaluate("window.__allowCamera()")
-        await wait_for_screen(page, "waiting")
+        await wait_for_screen(page, "setup")
+        await heading(page, "Check your camera, microphone and speaker")
+        await expect(page.locator("#camera-select option")).to_have_count(1)
+        await audit(page, "setup")
         watch.assert_clean()
 
 
@@ -163,9 +167,12 @@ async def test_early_screen(live_server: LiveServer, chromium: Browser) -> None:
         async with watched_page(chromium) as (page, watch):
             await page.goto(made.invite_link)
             await wait_for_screen(page, "early")
-            await heading(page, "You are early")
-            await expect(page.locator("#early-start")).not_to_be_empty()
+            await expect(page.locator("#prejoin-title")).to_contain_text("Your consultation is ")
             await audit(page, "early")
+            await page.get_by_role("button", name="Check my camera and sound").click()
+            await expect(page.locator("#self-video")).to_be_visible()
+            await expect(page.locator("#speaker-select option")).not_to_have_count(0)
+            await audit(page, "early-checking")
             watch.assert_clean()
     finally:
         made.http.close()
@@ -175,7 +182,7 @@ async def test_waiting_room_and_call_screens(
     live_server: LiveServer, booking: Booking, chromium: Browser
 ) -> None:
     async with watched_page(chromium) as (page, watch):
-        await page.goto(booking.invite_link)
+        await open_and_join(page, booking.invite_link)
         await wait_for_screen(page, "waiting")
         await heading(page, "You are in the waiting room")
         await expect(page.locator("#host-presence")).to_have_text("The clinician has not joined yet.")
@@ -208,7 +215,7 @@ async def test_waiting_room_and_call_on_a_phone(
     live_server: LiveServer, booking: Booking, chromium: Browser
 ) -> None:
     async with watched_page(chromium, viewport=(390, 844)) as (page, watch):
-        await page.goto(booking.invite_link)
+        await open_and_join(page, booking.invite_link)
         await wait_for_screen(page, "waiting")
         await audit(page, "waiting-phone")
         async with hosting(live_server.ws_url, booking.host_join_token) as host:
@@ -248,7 +255,7 @@ async def test_message_screen_for_an_unreachable_service(
         await route.abort("connectionrefused")
 
     async with watched_page(chromium) as (page, watch):
-        await page.route("**/api/v1/invites/redeem", network_down)
+        await page.route("**/api/v1/invites/check", network_down)
         await page.goto(booking.invite_link)
         await wait_for_screen(page, "message", message="unreachable")
         await heading(page, "We cannot reach the consultation service")
@@ -274,7 +281,7 @@ async def test_message_screen_when_turned_away(
         hosting(live_server.ws_url, booking.host_join_token) as host,
         watched_page(chromium) as (page, watch),
     ):
-        await page.goto(booking.invite_link)
+        await open_and_join(page, booking.invite_link)
         await host.sees(booking.specialist_id, lambda p: p.status == "waiting")
         await host.session.deny(booking.specialist_id, reason="Wrong clinic today")
         await wait_for_screen(page, "message", message="denied")
@@ -309,12 +316,34 @@ async def test_leave_and_rejoin_by_keyboard_alone(
         assert box is not None and box["x"] >= 0 and box["y"] >= 0, box
         assert await focus_is_visible(page)
 
-        # Tab through the controls to Leave; each shows where the focus is.
-        # The heading is focusable only by script (tabindex=-1), so Tab goes on to the controls.
-        for expected in ("mic-button", "camera-button", "leave-button"):
+        # Tab through the picture's Full screen button and the controls to Leave; each shows
+        # where the focus is. The heading is focusable only by script (tabindex=-1), so Tab
+        # goes on to the buttons.
+        await page.keyboard.press("Tab")
+        await expect(page.get_by_role("button", name=f"Show {HOST_NAME} full screen")).to_be_focused()
+        for expected in ("mic-button", "camera-button", "devices-button", "leave-button"):
             await page.keyboard.press("Tab")
             assert await focused_id(page) == expected
             assert await focus_is_visible(page), expected
+
+        # Leave asks first, with the safe answer focused; Escape is the safe answer too.
+        await page.keyboard.press("Enter")
+        dialog = page.get_by_role("dialog", name="Leave the consultation?")
+        await expect(dialog).to_be_visible()
+        assert await focused_id(page) == "leave-stay"
+        assert await focus_is_visible(page)
+        await audit(page, "call-leave-dialog")
+        await page.keyboard.press("Escape")
+        await expect(dialog).to_be_hidden()
+        assert await focused_id(page) == "leave-button"
+        assert await page.evaluate("document.body.dataset.screen") == "call"
+        await page.keyboard.press("Enter")
+        await page.keyboard.press("Enter")  # "Stay in the consultation"
+        await expect(dialog).to_be_hidden()
+        assert await page.evaluate("document.body.dataset.screen") == "call"
+        await page.keyboard.press("Enter")
+        await page.keyboard.press("Tab")
+        assert await focused_id(page) == "leave-confirm"
         await page.keyboard.press("Enter")
 
         await wait_for_screen(page, "message", message="left")
@@ -332,12 +361,12 @@ async def test_leave_and_rejoin_by_keyboard_alone(
         await host.sees(booking.specialist_id, lambda p: p.status == "waiting")
         assert await focused_id(page) == "room-title"
 
-        # In the waiting room, Tab reaches the same three controls.
+        # In the waiting room, Tab reaches the same four controls.
         order = []
-        for _ in range(3):
+        for _ in range(4):
             await page.keyboard.press("Tab")
             order.append(await focused_id(page))
-        assert order == ["mic-button", "camera-button", "leave-button"]
+        assert order == ["mic-button", "camera-button", "devices-button", "leave-button"]
         watch.assert_clean()
 
 
@@ -351,14 +380,22 @@ async def test_try_again_by_keyboard_recovers_from_an_unreachable_service(
         hosting(live_server.ws_url, booking.host_join_token) as host,
         watched_page(chromium) as (page, watch),
     ):
-        await page.route("**/api/v1/invites/redeem", network_down)
+        await page.route("**/api/v1/invites/check", network_down)
         await page.goto(booking.invite_link)
         await wait_for_screen(page, "message", message="unreachable")
         assert await focused_id(page) == "message-title"
 
-        await page.unroute("**/api/v1/invites/redeem")  # the network is back
+        await page.unroute("**/api/v1/invites/check")  # the network is back
         await page.keyboard.press("Tab")
         await expect(page.get_by_role("button", name="Try again")).to_be_focused()
+        await page.keyboard.press("Enter")
+        await wait_for_screen(page, "setup")
+        # Join is reached by keyboard after the device lists and the speaker test.
+        order = []
+        for _ in range(5):
+            await page.keyboard.press("Tab")
+            order.append(await focused_id(page))
+        assert order == ["camera-select", "mic-select", "speaker-select", "speaker-test", "join-button"]
         await page.keyboard.press("Enter")
         await wait_for_screen(page, "waiting")
         await host.sees(booking.specialist_id, lambda p: p.status == "waiting")

@@ -26,6 +26,7 @@ from tests.server.web.pages import (
     RTC_PROBE,
     WAIT_MS,
     Frames,
+    open_and_join,
     remote_video_playing,
     rtc_probe,
     screen,
@@ -87,7 +88,7 @@ async def admitted_call(
     """Host online, specialist's page in the waiting room, admitted, media connected."""
     async with hosting(live.ws_url, booking.host_join_token) as host, watched_page(browser) as (page, watch):
         frames = Frames(page)
-        await page.goto(booking.invite_link)
+        await open_and_join(page, booking.invite_link)
         await host.sees(booking.specialist_id, waiting)
         await wait_for_screen(page, "waiting")
         await host.session.admit(booking.specialist_id)
@@ -104,7 +105,7 @@ async def test_specialist_waits_is_admitted_and_media_flows_both_ways(
     async with hosting(live_server.ws_url, booking.host_join_token) as host:
         async with watched_page(chromium) as (page, watch):
             frames = Frames(page)
-            await page.goto(booking.invite_link)
+            await open_and_join(page, booking.invite_link)
 
             # The waiting room, and the invite token gone from the address bar.
             await expect(page.get_by_role("heading", name="You are in the waiting room")).to_be_visible(
@@ -173,13 +174,16 @@ async def test_controls_work_from_the_keyboard_and_reach_the_clinician(
             timeout=20,
             message=lambda: f"the host does not see the camera (brightness {brightness(call, specialist)})",
         )
-        # Focus starts on the heading; Tab reaches the three buttons in order.
+        # Focus starts on the heading; Tab reaches the four buttons in order (the tile's
+        # "Full screen" button first: it belongs to the picture above them).
         order = []
-        for _ in range(3):
+        for _ in range(5):
             await page.keyboard.press("Tab")
-            order.append(await page.evaluate("document.activeElement.id"))
-        assert order == ["mic-button", "camera-button", "leave-button"]
+            focused = "document.activeElement.id || document.activeElement.textContent"
+            order.append(await page.evaluate(focused))
+        assert order == ["Full screen", "mic-button", "camera-button", "devices-button", "leave-button"]
 
+        await page.keyboard.press("Shift+Tab")
         await page.keyboard.press("Shift+Tab")  # back to the camera button
         await page.keyboard.press("Enter")
         await expect(page.get_by_role("button", name="Turn camera on")).to_be_focused()
@@ -219,6 +223,11 @@ async def test_leaving_ends_the_call_for_the_clinician_and_rejoining_waits_again
     specialist = booking.specialist_id
     async with admitted_call(live_server, booking, chromium) as (host, call, page, watch, frames):
         await page.get_by_role("button", name="Leave consultation").click()
+        await (
+            page.get_by_role("dialog", name="Leave the consultation?")
+            .get_by_role("button", name="Leave", exact=True)
+            .click()
+        )
 
         await wait_for_screen(page, "message", message="left")
         await expect(page.get_by_role("heading", name="You have left the consultation")).to_be_visible()
@@ -277,7 +286,7 @@ async def test_a_denied_specialist_is_told_and_never_gets_an_offer(
         async with watched_page(chromium) as (page, watch):
             await page.add_init_script(RTC_PROBE)
             frames = Frames(page)
-            await page.goto(booking.invite_link)
+            await open_and_join(page, booking.invite_link)
             await host.sees(specialist, waiting)
             await wait_for_screen(page, "waiting")
 
@@ -345,7 +354,7 @@ async def test_arriving_before_the_clinician_waits_and_is_told_when_they_are_onl
 ) -> None:
     specialist = booking.specialist_id
     async with watched_page(chromium) as (page, watch):
-        await page.goto(booking.invite_link)
+        await open_and_join(page, booking.invite_link)
         await wait_for_screen(page, "waiting")
         presence = page.locator("#host-presence")
         await expect(presence).to_have_text("The clinician has not joined yet.")

@@ -17,7 +17,13 @@ from server.devices.models import DeviceKind
 from tests.server.devices.helpers import collected_facts
 from tests.server.web.conftest import HOST_NAME, LiveServer, book
 from tests.server.web.host import hosting
-from tests.server.web.pages import QUALITY_TEXT, remote_video_playing, tile_selector, wait_for_screen
+from tests.server.web.pages import (
+    QUALITY_TEXT,
+    open_and_join,
+    remote_video_playing,
+    tile_selector,
+    wait_for_screen,
+)
 from tests.support.browser import watched_page
 from tests.support.loopback import eventually
 from tests.support.signalling_scene import enrol_device
@@ -62,7 +68,7 @@ async def test_the_specialist_sees_and_is_seen_by_the_clinician_and_the_room(
             async with room_session, watched_page(chromium) as (page, watch):
                 room_id = room_session.client.participant_id
                 specialist = booking.specialist_id
-                await page.goto(booking.invite_link)
+                await open_and_join(page, booking.invite_link)
                 for pid in (room_id, specialist):
                     await host.sees(pid, lambda p: p.status == "waiting")
                     await host.session.admit(pid)

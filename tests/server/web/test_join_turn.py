@@ -21,6 +21,7 @@ from tests.server.web.host import hosting
 from tests.server.web.pages import (
     RTC_PROBE,
     Frames,
+    open_and_join,
     remote_video_playing,
     rtc_configurations,
     selected_pair,
@@ -55,7 +56,7 @@ async def test_media_flows_through_turn_with_the_credentials_from_the_welcome(
     async with hosting(live_server.ws_url, booking.host_join_token) as host:
         async with watched_page(chromium) as (page, watch):
             await page.add_init_script(RTC_PROBE)
-            await page.goto(booking.invite_link)
+            await open_and_join(page, booking.invite_link)
             await host.sees(specialist, lambda p: p.status == "waiting")
             await host.session.admit(specialist)
             await wait_for_screen(page, "call")
@@ -118,7 +119,7 @@ async def test_a_new_peer_connection_after_expiry_uses_the_renewed_credentials(
             async with watched_page(chromium) as (page, watch):
                 await page.add_init_script(RTC_PROBE)
                 frames = Frames(page)
-                await page.goto(booking.invite_link)
+                await open_and_join(page, booking.invite_link)
                 await host.sees(specialist, lambda p: p.status == "waiting")
                 await host.session.admit(specialist)
                 await wait_for_screen(page, "call")

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from server.app import create_app
+from server.settings import Settings
 from tests.conftest import make_settings
 
 PUBLIC_URL = "https://telemed.example.org"
@@ -106,3 +108,35 @@ def test_the_script_never_writes_html(web: TestClient) -> None:
 def test_the_page_is_not_in_the_api_schema(web: TestClient) -> None:
     paths = web.get("/openapi.json").json()["paths"]
     assert not any(path.startswith("/join") for path in paths)
+
+
+def _support(html: str) -> tuple[str, str]:
+    contact = re.search(r'<meta name="telemed-support-contact" content="([^"]*)">', html)
+    phone = re.search(r'<meta name="telemed-support-phone" content="([^"]*)">', html)
+    assert contact is not None and phone is not None, "the page lost its help contact placeholders"
+    return contact.group(1), phone.group(1)
+
+
+def test_without_a_help_contact_the_page_carries_none(web: TestClient) -> None:
+    assert _support(web.get("/join").text) == ("", "")
+
+
+def test_the_configured_help_contact_is_in_the_page_as_escaped_text(sqlite_url: str, tmp_path: Path) -> None:
+    settings = make_settings(
+        sqlite_url,
+        tmp_path / "data",
+        support_contact='IT desk "B" <script>alert(1)</script> & co',
+        support_phone="+44 1632 960123",
+    )
+    with TestClient(create_app(settings)) as client:
+        html = client.get("/join").text
+    contact, phone = _support(html)
+    assert contact == "IT desk &quot;B&quot; &lt;script&gt;alert(1)&lt;/script&gt; &amp; co"
+    assert phone == "+44 1632 960123"
+    assert "<script>alert" not in html
+
+
+def test_a_blank_help_contact_is_none_and_a_phone_must_look_like_one() -> None:
+    assert Settings(support_contact="  ", support_phone="").support_contact is None
+    with pytest.raises(ValidationError):
+        Settings(support_phone="call the ward")
