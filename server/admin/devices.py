@@ -15,6 +15,8 @@ from typing import Any
 from sqlmodel import Session
 
 from device_policy.policy import Policy
+from device_policy.policy.model import Rule
+from device_policy.policy.remediation import display, render
 from server.admin.errors import EnrolmentTextInvalid
 from server.devices.checks import list_checks
 from server.devices.enrolment import list_devices
@@ -77,11 +79,22 @@ def rule_details(policy: Policy, rule_ids: list[str]) -> list[dict[str, str]]:
             {
                 "id": rule_id,
                 "title": rule.title if rule else rule_id,
-                # The remediation's {actual} is the value the device reported, which checks do not keep.
-                "remediation": rule.remediation.replace("{actual}", "see the device") if rule else "",
+                "remediation": _remediation(rule) if rule else "",
             }
         )
     return out
+
+
+_ACTUAL_ASIDE = re.compile(r"\s*\([^()]*\{actual\}[^()]*\)")
+
+
+def _remediation(rule: Rule) -> str:
+    """The rule's remediation text, filled in as far as a stored check allows."""
+    # {actual} is the value the device reported, which checks do not keep: drop the aside
+    # that names it ("(currently enabled locks: {actual})").
+    template = _ACTUAL_ASIDE.sub("", rule.remediation)
+    values = {"expected": display(rule.operand), "fact": rule.fact, "rule_id": rule.id, "title": rule.title}
+    return render(template, values).replace("{actual}", "the value the device reported")
 
 
 def _clean(value: str) -> str | None:

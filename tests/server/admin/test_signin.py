@@ -293,14 +293,18 @@ def test_every_sign_in_step_is_audited_with_where_it_came_from(
 def test_over_https_the_cookie_is_secure_and_host_only(services: Services, db_url: str) -> None:
     https = make_settings(db_url, services.settings.data_dir, public_url="https://admin.example")
     add_user(services, "root", role=Role.ADMIN)
-    with TestClient(create_app(https), base_url="https://admin.example") as client:
-        answer = client.post(
-            "/admin/api/session",
-            json={"username": "root", "password": PASSWORD},
-            headers={"Origin": "https://admin.example"},
-        )
-        assert answer.status_code == 200, answer.text
-        cookie = answer.headers["set-cookie"]
-        assert cookie.startswith("__Host-telemed_admin=") and "Secure" in cookie and "Path=/" in cookie
-        assert "Domain" not in cookie
-        assert client.get("/admin/api/session").json()["stage"] == "enrol"
+    built = Services.build(https)
+    try:
+        with TestClient(create_app(https, services=built), base_url="https://admin.example") as client:
+            answer = client.post(
+                "/admin/api/session",
+                json={"username": "root", "password": PASSWORD},
+                headers={"Origin": "https://admin.example"},
+            )
+            assert answer.status_code == 200, answer.text
+            cookie = answer.headers["set-cookie"]
+            assert cookie.startswith("__Host-telemed_admin=") and "Secure" in cookie and "Path=/" in cookie
+            assert "Domain" not in cookie
+            assert client.get("/admin/api/session").json()["stage"] == "enrol"
+    finally:
+        built.engine.dispose()
