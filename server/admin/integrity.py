@@ -36,15 +36,19 @@ def verify_stored_log(*, session: Session, public_key: Ed25519PublicKey) -> Veri
     return Verification(report=verify_export(entries, checkpoints, public_key), head_seq=end)
 
 
+def readable_ts(ts: str) -> str:
+    """An entry's RFC 3339 time as people read it: ``2026-12-05 16:02:16 UTC``."""
+    return f"{ts[:10]} {ts[11:19]} UTC" if len(ts) >= 19 else ts
+
+
 def summary(report: VerifyReport, checkpoint: Checkpoint | None) -> str:
     """The result in a sentence a person can act on (numbers only, never entry contents)."""
     n = report.first_bad_seq
     if report.ok:
         text = f"The audit log verifies: all {report.entries_checked} entries are intact."
         if checkpoint is not None and report.anchored_size:
-            text += (
-                f" Entries 1 to {report.anchored_size} are covered by a checkpoint signed at {checkpoint.ts}."
-            )
+            signed = readable_ts(checkpoint.ts)
+            text += f" Entries 1 to {report.anchored_size} are covered by a checkpoint signed at {signed}."
         if report.unanchored_entries:
             text += (
                 f" The newest {report.unanchored_entries} entries are chained and will be covered by the "

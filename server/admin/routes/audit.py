@@ -198,8 +198,8 @@ def integrity_status(session: SessionDep) -> IntegrityOut:
         status = "failed"
         bad = f" at entry {last['first_bad_seq']}" if last.get("first_bad_seq") else ""
         summary = (
-            f"The last verification, at {last['at']}, found the log tampered with{bad}. "
-            "Run the verification again for the details."
+            f"The last check, at {integrity.readable_ts(last['at'])}, found the log tampered with{bad}. "
+            "Check it again for the details."
         )
     return IntegrityOut(
         head_seq=head, checkpoint=checkpoint, last_verification=last, status=status, summary=summary

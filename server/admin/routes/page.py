@@ -32,6 +32,7 @@ def _read(name: str) -> bytes:
 
 
 @router.get("/admin")
+@router.get("/admin/")
 def admin_page() -> Response:
     """The admin console (one page; the script shows one screen at a time)."""
     return Response(_read("admin.html"), media_type="text/html; charset=utf-8")

@@ -85,7 +85,7 @@ function restartIdleClock() {
     if (!idle.open) idle.showModal();
     $('idle-stay').focus();
     outTimer = setTimeout(() => {
-      signedOut(`You were signed out because nothing happened for ${Math.round(idleSeconds / 60)} minutes.`);
+      signedOut('You were signed out because nothing happened for a while. Please sign in again.');
     }, Math.min(60, idleSeconds) * 1000);
   }, warnAfter);
 }

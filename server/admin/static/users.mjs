@@ -9,10 +9,6 @@ import { problemWords, roleWords } from './words.mjs';
 
 let me = null;
 
-export function setMe(userId) {
-  me = userId;
-}
-
 async function act(user, path, { title, body, confirm, danger, done }) {
   const answer = await ask({ title, body, confirm, danger, kind: path });
   if (!answer) return;

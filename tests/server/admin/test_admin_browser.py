@@ -513,3 +513,38 @@ async def test_a_tampered_audit_row_turns_the_integrity_status_to_failed(
     await page.goto(f"{world.url}/admin#/entry?seq={seq}")
     await expect(page.locator("#entry-intact")).to_have_attribute("data-intact", "false")
     await audit(page, "entry-tampered")
+
+
+async def test_an_idle_session_warns_then_signs_out(world: World, console: tuple[Page, PageWatch]) -> None:
+    page, _watch = console
+    settings = world.services.settings
+    default_idle = settings.admin_idle_timeout
+    try:
+        # A short idle timeout (the page learns it from its session): warned after 1 s, out after 3 s.
+        settings.admin_idle_timeout = timedelta(seconds=3)
+        await go(page, "home")
+        await page.reload()
+        await on_screen(page, "home")
+        warning = page.get_by_role("dialog", name="Are you still there?")
+        await expect(warning).to_be_visible(timeout=WAIT_MS)
+        await expect(page.get_by_role("button", name="Stay signed in")).to_be_focused()
+        await audit(page, "idle-warning")
+        await on_screen(page, "sign-in")
+        await expect(page.locator("#sign-in-reason")).to_have_text(
+            "You were signed out because nothing happened for a while. Please sign in again."
+        )
+    finally:
+        settings.admin_idle_timeout = default_idle
+    # Signing in again needs both factors again; without the phone, one of the recovery codes.
+    signin = screen(page, "sign-in")
+    await signin.get_by_label("Username").fill("root")
+    await signin.get_by_label("Password").fill(PASSWORD)
+    await signin.get_by_role("button", name="Sign in").click()
+    await on_screen(page, "second-factor")
+    second = screen(page, "second-factor")
+    await second.get_by_role("button", name="I do not have my phone").click()
+    await expect(second.get_by_label("Recovery code")).to_be_focused()
+    await audit(page, "second-factor-recovery")
+    await second.get_by_label("Recovery code").fill(world.notes["recovery_code"])
+    await second.get_by_role("button", name="Continue").click()
+    await on_screen(page, "home")
