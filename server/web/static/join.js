@@ -732,7 +732,7 @@
     for (const track of state.localStream.getVideoTracks()) track.enabled = state.cameraOn;
     for (const track of state.localStream.getTracks()) watchTrack(track);
     const saved = savedDevices();
-    state.speaker = saved.audiooutput || '';
+    state.speaker = saved.audiooutput && saved.audiooutput !== 'default' ? saved.audiooutput : '';
     el.selfVideo.srcObject = state.localStream;
     el.selfVideo.play().catch(() => { /* muted self-view: autoplay is allowed */ });
     startMicMeter();

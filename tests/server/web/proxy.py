@@ -56,6 +56,11 @@ class CutProxy:
         return count
 
     def stop(self) -> None:
+        if self._thread is None:
+            # Never started (the server before it failed to start): nothing runs the loop, so
+            # close it here rather than wait on it — an unclosed loop would fail a later test.
+            self._loop.close()
+            return
         asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
