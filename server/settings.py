@@ -63,10 +63,14 @@ class Settings(BaseSettings):
     lockout_threshold: int = Field(default=5, ge=1)
     lockout_duration: timedelta = timedelta(minutes=15)
     admin_idle_timeout: timedelta = Field(
-        default=timedelta(minutes=15), gt=timedelta(0), description="Admin console: sign out after this long idle."
+        default=timedelta(minutes=15),
+        gt=timedelta(0),
+        description="Admin console: a session ends after this long without a request.",
     )
     admin_session_lifetime: timedelta = Field(
-        default=timedelta(hours=8), gt=timedelta(0), description="Admin console: sign out this long after sign-in."
+        default=timedelta(hours=8),
+        gt=timedelta(0),
+        description="Admin console: a session ends this long after its second sign-in step.",
     )
 
     policy_file: Path | None = Field(default=None, description="Device policy YAML (default: shipped).")
