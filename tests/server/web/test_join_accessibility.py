@@ -202,6 +202,14 @@ async def test_waiting_room_and_call_screens(
             quality = page.locator(tile_selector(host.participant_id)).locator(".quality")
             await expect(quality).to_have_text(QUALITY_TEXT, timeout=WAIT_MS)
             await audit(page, "call")
+            # On a 1280x800 desktop window the controls are on screen without scrolling, even
+            # with the announcement showing; Leave is on the same row as Mute, set apart.
+            await page.evaluate("window.scrollTo(0, 0)")
+            mute = await page.get_by_role("button", name="Mute microphone").bounding_box()
+            leave = await page.get_by_role("button", name="Leave consultation").bounding_box()
+            assert mute is not None and leave is not None
+            assert leave["y"] + leave["height"] <= 800, leave
+            assert leave["y"] == mute["y"] and leave["x"] - (mute["x"] + mute["width"]) > 400, (mute, leave)
 
             # Camera and microphone off: the buttons change their words and look.
             await page.get_by_role("button", name="Mute microphone").click()
