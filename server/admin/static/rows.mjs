@@ -61,7 +61,7 @@ export function auditTable(rows, { caption, columns, open = null, extra = null }
       } else if (column === 'patient') {
         tr.append(cell(row.prison_number || row.patient_id));
       } else if (column === 'consultation') {
-        tr.append(cell(row.consultation_id ? row.consultation_id.slice(0, 8) : 'None', 'mono'));
+        tr.append(cell(row.consultation_id ? row.consultation_id.slice(0, 8) : '', 'mono'));
       } else if (column === 'purpose') {
         tr.append(cell(purposeWords(row.purpose_of_use)));
       } else if (column === 'device') {

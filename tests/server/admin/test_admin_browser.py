@@ -377,6 +377,9 @@ async def test_audit_search_finds_the_document_read_of_the_consultation(
     accesses = page.locator("#accesses-table tbody tr")
     await expect(accesses.filter(has_text="Read a document")).to_have_count(1)
     await expect(accesses.filter(has_text="Was given record access")).to_have_count(1)
+    # An access outside any consultation shows a dash, never a programming word.
+    cells = await page.locator("#accesses-table td").all_inner_texts()
+    assert "None" not in cells and "null" not in cells and "undefined" not in cells
     await audit(page, "patient-accesses")
     world.notes["read_seq"] = str(seq)
 

@@ -38,6 +38,7 @@ export function ruleItem(rule) {
 function formatActual(actual) {
   if (typeof actual === 'boolean') return actual ? 'yes' : 'no';
   if (typeof actual === 'string' || typeof actual === 'number') return String(actual);
+  if (Array.isArray(actual)) return actual.length ? actual.map(formatActual).join(', ') : 'none';
   try {
     return JSON.stringify(actual);
   } catch (_) {
