@@ -346,6 +346,23 @@ async def test_a_laptop_that_fails_its_check_shows_the_fix_and_reaches_nothing(c
             )
             for name, (status, code) in answers.items():
                 assert status == 403 and code == "device_not_compliant", (name, status, code)
+            # Nor can it join a call: the bridge says why and closes.
+            joined: dict[str, Any] = await page.evaluate(
+                """id => new Promise(resolve => {
+                    const ws = new WebSocket(`ws://${location.host}/api/signalling`);
+                    let said = null;
+                    ws.onopen = () => ws.send(JSON.stringify({type: 'join', consultation_id: id}));
+                    ws.onmessage = e => { said = JSON.parse(e.data) };
+                    ws.onclose = e => resolve({code: e.code, said});
+                })""",
+                clinic.scene.consultation_id,
+            )
+            assert joined["said"] == {
+                "type": "error",
+                "code": "device_not_compliant",
+                "message": joined["said"]["message"],
+            }, joined
+            assert joined["code"] == 4403, joined
 
             # Checking again without a fix gives the same answer and keeps the way closed.
             await press(page, "#check-again")
