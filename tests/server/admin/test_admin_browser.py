@@ -263,6 +263,19 @@ async def fail_posture(world: World) -> None:
     assert [rule.id for rule in failed.value.failed_rules] == ["sim-pin-lock"]
 
 
+def read_seq(world: World) -> int:
+    """The audit entry of the GP's document read in the consultation."""
+    with world.services.engine.connect() as conn:
+        seq = conn.execute(
+            text(
+                "SELECT seq FROM audit_entries WHERE action = 'document.read' "
+                "AND consultation_id = :c ORDER BY seq DESC LIMIT 1"
+            ),
+            {"c": world.consultation_id},
+        ).scalar_one()
+    return int(seq)
+
+
 def tamper(world: World, seq: int) -> None:
     """An insider with database rights: drop the append-only trigger, change who read the letter."""
     with world.services.engine.begin() as conn:
@@ -381,7 +394,7 @@ async def test_audit_search_finds_the_document_read_of_the_consultation(
     cells = await page.locator("#accesses-table td").all_inner_texts()
     assert "None" not in cells and "null" not in cells and "undefined" not in cells
     await audit(page, "patient-accesses")
-    world.notes["read_seq"] = str(seq)
+    assert seq == str(read_seq(world))
 
 
 async def test_a_break_glass_access_is_reviewed(world: World, console: tuple[Page, PageWatch]) -> None:
@@ -496,7 +509,7 @@ async def test_a_tampered_audit_row_turns_the_integrity_status_to_failed(
     await expect(page.locator("#integrity-facts")).to_contain_text("signed at")
     await audit(page, "integrity-ok")
 
-    seq = int(world.notes["read_seq"])
+    seq = read_seq(world)
     tamper(world, seq)
     await page.get_by_role("button", name="Check the audit log now").click()
     await expect(box).to_have_attribute("data-integrity", "failed", timeout=WAIT_MS)
