@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
+from server.admin.errors import OwnAccount
 from server.deps import AdminUser, CurrentPrincipal, CurrentUser, ServicesDep, SessionDep
 from server.errors import InvalidCredentials
 from server.identity import service
@@ -124,8 +125,11 @@ def create_user(body: UserCreate, _admin: AdminUser, session: SessionDep) -> Use
 
 
 @router.post("/users/{user_id}/disable", response_model=UserPublic)
-def disable_user(user_id: str, _admin: AdminUser, session: SessionDep) -> UserPublic:
-    """Disable a user (admin); their sessions end at once."""
+def disable_user(user_id: str, admin: AdminUser, session: SessionDep) -> UserPublic:
+    """Disable a user (admin); their sessions end at once. An admin cannot disable themself."""
+    if user_id == admin.id:
+        # Same rule as the admin console: the last admin must never lock everyone out.
+        raise OwnAccount("You cannot disable your own account; ask another admin")
     user = service.set_disabled(
         session=session, user=service.get_user(session=session, user_id=user_id), disabled=True
     )
