@@ -89,7 +89,13 @@ class Settings(BaseSettings):
 
     turn_urls: list[str] = Field(default_factory=list)
     turn_secret: SecretStr | None = None
-    turn_ttl: timedelta = timedelta(hours=1)
+    turn_ttl: timedelta = Field(
+        default=timedelta(hours=1),
+        ge=timedelta(seconds=5),
+        le=timedelta(days=1),
+        description="Lifetime of each TURN credential, 5 s to 1 day: clients renew a third of a short "
+        "TTL before expiry (so they need a few seconds), and coturn credentials should stay short-lived.",
+    )
     signalling_hello_timeout: timedelta = Field(default=timedelta(seconds=5), gt=timedelta(0))
     signalling_resume_grace: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(0))
     signalling_max_message_bytes: int = Field(default=65536, ge=1024, le=131072)
