@@ -9,6 +9,7 @@ action is never carried out unaudited.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import Session
@@ -32,6 +33,26 @@ _OUTCOMES = {
     "rejected": "denied",
 }
 _MAX = {"id": 200, "role": 64, "ip": 100}
+_ORIGIN_KEY = "telemed.request_origin"
+
+
+@dataclass(frozen=True)
+class RequestOrigin:
+    """Where the request a session serves came from: its request id and client address."""
+
+    request_id: str | None
+    ip: str | None
+
+
+def bind_request_origin(session: Session, origin: RequestOrigin) -> None:
+    """Stamp every event recorded through ``session`` with the request's id and client address."""
+    session.info[_ORIGIN_KEY] = origin
+
+
+def request_origin(session: Session) -> RequestOrigin | None:
+    """The request origin bound to ``session``, if it serves a request."""
+    origin = session.info.get(_ORIGIN_KEY)
+    return origin if isinstance(origin, RequestOrigin) else None
 
 
 def _clip(value: str | None, limit: int) -> str | None:
@@ -67,7 +88,16 @@ def record_event(
     request_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Record one audit event (who did what, on what authority, with what outcome)."""
+    """Record one audit event (who did what, on what authority, with what outcome).
+
+    ``ip`` and ``request_id`` default to the request origin bound to ``session``
+    (:func:`bind_request_origin`, done for every request session), so an event recorded
+    deep in a service still says where the request came from.
+    """
+    origin = request_origin(session)
+    if origin is not None:
+        ip = ip or origin.ip
+        request_id = request_id or origin.request_id
     extra = _json_safe(dict(detail or {}))
     mapped = _OUTCOMES.get(outcome)
     if mapped is None:

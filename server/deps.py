@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from device_policy.errors import InvalidPostureToken, InvalidRequestProof
+from server.audit import RequestOrigin, bind_request_origin
 from server.devices.posture import PostureContext, verify_posture
 from server.errors import AccessDenied, AuthenticationRequired, InvalidToken
 from server.identity.models import Role, User
@@ -34,7 +35,7 @@ def is_refusal(exc: BaseException) -> bool:
     return isinstance(getattr(exc, "code", None), str) and isinstance(status, int) and 400 <= status < 500
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
+def get_session(request: Request, services: ServicesDep) -> Iterator[Session]:
     """A database session for one request.
 
     Committed on success, and also on a refusal: a refusal is an audit event, and services
@@ -42,6 +43,14 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
     other error rolls everything back.
     """
     with Session(services.engine, expire_on_commit=False) as session:
+        # Audit events recorded through this session say which request, from where.
+        bind_request_origin(
+            session,
+            RequestOrigin(
+                request_id=getattr(request.state, "request_id", None),
+                ip=request.client.host if request.client else None,
+            ),
+        )
         try:
             yield session
         except BaseException as exc:

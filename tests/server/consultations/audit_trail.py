@@ -23,6 +23,9 @@ class Seen:
     consultation_id: str | None
     patient_id: str | None
     reason: str | None
+    request_id: str | None = None
+    ip: str | None = None
+    detail: dict[str, object] | None = None
 
 
 class AuditTrail:
@@ -42,6 +45,9 @@ class AuditTrail:
                     consultation_id=e.consultation_id,
                     patient_id=e.patient_id,
                     reason=e.detail.get("reason"),
+                    request_id=e.request_id,
+                    ip=e.ip,
+                    detail=dict(e.detail),
                 )
                 for e in iter_entries(session=session)
                 if e.action.startswith("consultation.")
