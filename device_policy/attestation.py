@@ -1,8 +1,11 @@
 """Signed posture reports: the agent signs what it collected, the server checks it.
 
-The signature is Ed25519 over ``ATTESTATION_CONTEXT + canonical_json(report)`` — the
-context prefix keeps a report signature from ever being mistaken for a request-proof
-signature made with the same device key. ``verify_report`` checks, in this order:
+The signature is Ed25519 over ``ATTESTATION_CONTEXT + canonical_json(report)`` where
+``report`` is the report object **as it was sent** (RFC 8785 canonical JSON of the wire
+value: absent optional fields stay absent, time strings stay as written), never a
+re-serialisation of the parsed model — so any client that canonicalises what it sends can
+sign, in any language. The context prefix keeps a report signature from ever being
+mistaken for a request-proof signature made with the same device key. ``verify_report`` checks, in this order:
 shape (``malformed_report``), signature (``bad_signature``), device id and, if given,
 device kind (``device_mismatch``), nonce (``nonce_mismatch``), policy hash
 (``policy_mismatch``) and clock (``clock_skew``). Single use and expiry of the nonce are
@@ -15,6 +18,7 @@ re-exported here so that agent and server need one import for the whole posture 
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -26,6 +30,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     ValidationError,
     field_serializer,
     field_validator,
@@ -70,6 +76,7 @@ __all__ = [
     "parse_signed_report",
     "public_key_b64",
     "report_signing_input",
+    "signed_report_schema",
     "save_private_key",
     "sign_report",
     "sign_request_proof",
@@ -137,6 +144,31 @@ class SignedReport(BaseModel):
 
     report: AttestationReport
     signature: str = Field(min_length=1, max_length=128)
+    # Canonical JSON of the report exactly as received; None when built from a model.
+    _signed_form: bytes | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_signed_form(cls, data: Any, handler: ModelWrapValidatorHandler[SignedReport]) -> SignedReport:
+        # The signature covers what the device sent, not what the model makes of it: a
+        # JavaScript client omits null fields and writes "….000Z"; re-serialising the parsed
+        # model would change those bytes and refuse an honest report.
+        signed = handler(data)
+        raw = data.get("report") if isinstance(data, Mapping) else None
+        if isinstance(raw, Mapping):
+            try:
+                signed._signed_form = canonical_json(raw)
+            except CanonicalJsonError:
+                # Not JSON data (a Python caller's datetime…): fall back to the model's form,
+                # which refuses what JSON cannot carry (report_signing_input).
+                signed._signed_form = None
+        return signed
+
+    def signing_input(self) -> bytes:
+        """The bytes the signature must cover: context prefix + canonical JSON of the report as sent."""
+        if self._signed_form is not None:
+            return ATTESTATION_CONTEXT + self._signed_form
+        return report_signing_input(self.report)
 
 
 def report_signing_input(report: AttestationReport) -> bytes:
@@ -147,6 +179,28 @@ def report_signing_input(report: AttestationReport) -> bytes:
         raise MalformedReport(f"The report cannot be canonicalised: {exc.detail}") from None
 
 
+def signed_report_schema() -> dict[str, Any]:
+    """The JSON Schema of a signed report body, self-contained (no ``$ref``), for OpenAPI."""
+    schema = SignedReport.model_json_schema()
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    inlined: dict[str, Any] = inline(schema)
+    inlined["description"] = (
+        "A posture report and its Ed25519 signature over the report as sent (docs/policy.md section 7)."
+    )
+    return inlined
+
+
 def sign_report(report: AttestationReport, private_key: Ed25519PrivateKey) -> SignedReport:
     """Sign a report with the device key (agent side)."""
     signature = private_key.sign(report_signing_input(report))
@@ -155,15 +209,39 @@ def sign_report(report: AttestationReport, private_key: Ed25519PrivateKey) -> Si
 
 def parse_signed_report(data: bytes | str | Mapping[str, Any]) -> SignedReport:
     """Validate a signed report from the wire; MalformedReport names the first bad fields."""
+    if isinstance(data, bytes | str):
+        data = _load_json(data)
     try:
-        if isinstance(data, bytes | str):
-            return SignedReport.model_validate_json(data)
         return SignedReport.model_validate(data)
     except ValidationError as exc:
         # Field locations only, cut short: the rejected input may be anything the device sent.
         where = sorted({_location(e["loc"]) for e in exc.errors()})
         raise MalformedReport(
             "The signed report is malformed at: " + ", ".join(where[:10]), fields=where[:10]
+        ) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two parsers may keep different copies of a duplicated key; the signed form must be one.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError("duplicate object key")
+        result[key] = value
+    return result
+
+
+def _load_json(data: bytes | str) -> Any:
+    try:
+        return json.loads(data, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and UnicodeDecodeError; the text is not echoed.
+        raise MalformedReport(
+            "The signed report is not a JSON document (UTF-8, no duplicate keys)", fields=["body"]
         ) from None
 
 
@@ -196,7 +274,7 @@ def verify_report(
     if len(signature) != _SIGNATURE_BYTES:
         raise BadSignature(f"An Ed25519 signature has 64 bytes, not {len(signature)}")
     try:
-        public_key.verify(signature, report_signing_input(report))
+        public_key.verify(signature, signed.signing_input())
     except InvalidSignature:
         raise BadSignature(
             f'The signature does not verify with the key enrolled for "{expected_device_id}"'
