@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
+from device_policy.attestation import signed_report_schema
 from device_policy.errors import DevicePolicyError
 from server.db import utcnow
 from server.deps import AdminUser, CompliantDevice, ServicesDep, SessionDep, StaffUser
@@ -197,6 +198,13 @@ def challenge(device_id: str, services: ServicesDep, session: SessionDep) -> Cha
     "/devices/{device_id}/attest",
     response_model=AttestResponse,
     responses={403: {"description": "policy_failed (with failed_rules), device_revoked…"}},
+    # The body is read raw (the signature covers it as sent), so FastAPI cannot infer it.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": signed_report_schema()}},
+        }
+    },
 )
 async def attest(
     device_id: str, request: Request, services: ServicesDep, session: SessionDep
