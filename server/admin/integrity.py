@@ -14,10 +14,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlmodel import Session
 
+from records.audit import export as audit_export
 from records.audit.checkpoint import Checkpoint
-from records.audit.log import head, iter_checkpoints, iter_entries, latest_checkpoint
+from records.audit.log import head, latest_checkpoint
 from records.audit.query import AuditQuery, query_entries
-from records.audit.verify import VerifyReport, verify_export
+from records.audit.verify import VerifyReport
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,9 @@ class Verification:
 
 def verify_stored_log(*, session: Session, public_key: Ed25519PublicKey) -> Verification:
     """Verify every stored entry against the signed checkpoints, now."""
-    end = head(session=session).seq
-    entries = (e.to_export() for e in iter_entries(session=session, to_seq=end))
-    checkpoints = [c.model_dump(mode="json") for c in iter_checkpoints(session=session, max_tree_size=end)]
-    return Verification(report=verify_export(entries, checkpoints, public_key), head_seq=end)
+    # Every stored checkpoint, also one beyond a rolled-back head (records.audit.export).
+    stored = audit_export.verify_stored_log(session=session, public_key=public_key)
+    return Verification(report=stored.report, head_seq=stored.head_seq)
 
 
 def readable_ts(ts: str) -> str:
