@@ -22,8 +22,9 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from records import breakglass, documents, grants, notes, patients, shares
+from records.audit.export import verify_stored_log
 from records.audit.fhir import FhirSystems, to_fhir_bundle
-from records.audit.log import head, iter_checkpoints, iter_entries, latest_checkpoint
+from records.audit.log import latest_checkpoint
 from records.audit.query import (
     ACCESS_CATEGORIES,
     RECORD_READ_CATEGORIES,
@@ -32,7 +33,7 @@ from records.audit.query import (
     query_entries,
 )
 from records.audit.signing import audit_key_id, public_key_pem
-from records.audit.verify import VerifyReport, verify_export
+from records.audit.verify import VerifyReport
 from records.crypto import PlaintextStream
 from records.decisions import Who, allow
 from records.errors import NotFoundOrDenied, RecordsError
@@ -879,12 +880,9 @@ def make_router(deps: RecordsDeps) -> APIRouter:
         request: Request, session: SessionDep, admin: AdminDep, context: ContextDep
     ) -> VerifyPublic:
         """Verify the whole stored log against its signed checkpoints, now (admin)."""
-        end = head(session=session).seq
-        entries = (e.to_export() for e in iter_entries(session=session, to_seq=end))
-        checkpoints = [
-            c.model_dump(mode="json") for c in iter_checkpoints(session=session, max_tree_size=end)
-        ]
-        report: VerifyReport = verify_export(entries, checkpoints, context.vault.audit_key.public_key())
+        stored = verify_stored_log(session=session, public_key=context.vault.audit_key.public_key())
+        report: VerifyReport = stored.report
+        end = stored.head_seq
         allow(
             session=session,
             who=Who(actor_id=admin.user_id, actor_role=admin.role, establishment=admin.establishment),

@@ -30,7 +30,7 @@ from records.audit.log import head, iter_checkpoints, iter_entries
 from records.audit.merkle import MerkleAccumulator
 from records.audit.verify import VerifyReport, read_export, verify_export
 
-__all__ = ["ExportStats", "export_log", "verify_export_file"]
+__all__ = ["ExportStats", "StoredVerification", "export_log", "verify_export_file", "verify_stored_log"]
 
 _HASH = re.compile(HASH_PATTERN)
 
@@ -53,10 +53,7 @@ def export_log(
     *, session: Session, out: TextIO, include: Callable[[AuditEntry], bool] | None = None
 ) -> ExportStats:
     """Write checkpoints then every entry up to the current head; ``include`` redacts the rest."""
-    # Fix the end first: entries appended while exporting are left for the next export,
-    # and no checkpoint beyond the last exported entry is written (it would read as truncation).
-    end = head(session=session).seq
-    checkpoints = iter_checkpoints(session=session, max_tree_size=end)
+    checkpoints, end = _checkpoints_then_head(session)
     for checkpoint in checkpoints:
         out.write(_line("checkpoint", checkpoint.model_dump(mode="json")))
     shown = redacted = 0
@@ -69,6 +66,30 @@ def export_log(
             out.write(_line("redacted", link))
             redacted += 1
     return ExportStats(entries=shown, redacted=redacted, checkpoints=len(checkpoints), head_seq=end)
+
+
+def _checkpoints_then_head(session: Session) -> tuple[list[Checkpoint], int]:
+    """Every stored checkpoint, then the head: in this order a concurrent checkpoint can never
+    look like one beyond the head, and a checkpoint beyond the head (a rolled-back head) is kept
+    so that it fails verification as truncation instead of vanishing from the check."""
+    checkpoints = iter_checkpoints(session=session)
+    return checkpoints, head(session=session).seq
+
+
+@dataclass(frozen=True)
+class StoredVerification:
+    """The verifier's report on the stored log, and the head it ran up to."""
+
+    report: VerifyReport
+    head_seq: int
+
+
+def verify_stored_log(*, session: Session, public_key: PublicKeys) -> StoredVerification:
+    """Verify every stored entry up to the head against every stored checkpoint, now."""
+    checkpoints, end = _checkpoints_then_head(session)
+    entries = (e.to_export() for e in iter_entries(session=session, to_seq=end))
+    report = verify_export(entries, [c.model_dump(mode="json") for c in checkpoints], public_key)
+    return StoredVerification(report=report, head_seq=end)
 
 
 # --- Offline verification of whole and filtered exports --------------------------------------
@@ -212,7 +233,8 @@ def _verify_redacted(stream: TextIO, keys: PublicKeys) -> VerifyReport:
         return state.fail(
             "truncated",
             total + 1,
-            f"The export ends at seq {total} but a signed checkpoint covers {checkpoint.tree_size} entries",
+            f"The log ends at seq {total} but a signed checkpoint covers {checkpoint.tree_size} entries: "
+            f"entries after seq {total} were removed or the head was set back",
         )
     tail = total - state.anchored
     message = (

@@ -295,7 +295,7 @@ def _checkpoint_from_row(row: Any) -> Checkpoint:
 
 
 def iter_checkpoints(*, session: Session, max_tree_size: int | None = None) -> list[Checkpoint]:
-    """All stored checkpoints, smallest tree first."""
+    """All stored checkpoints, smallest tree first (verifiers must not pass ``max_tree_size``)."""
     stmt = select(_CHECKPOINTS).order_by(_CHECKPOINTS.c.tree_size)
     if max_tree_size is not None:
         stmt = stmt.where(_CHECKPOINTS.c.tree_size <= max_tree_size)
@@ -315,6 +315,9 @@ def latest_checkpoint(*, session: Session) -> Checkpoint | None:
 def create_checkpoint(*, session: Session, private_key: Ed25519PrivateKey) -> Checkpoint | None:
     """Sign the current head if it is not signed yet; None when there is nothing new.
 
+    Refuses (:class:`AuditLogCorrupt`) when a stored checkpoint covers more entries than the
+    head, or when the entry at the last signed size is not the one that checkpoint signed.
+
     Several server processes may race here: the tree size is the key, so the second
     insert of the same checkpoint is ignored.
     """
@@ -323,8 +326,22 @@ def create_checkpoint(*, session: Session, private_key: Ed25519PrivateKey) -> Ch
     if current.seq == 0:
         return None
     latest = latest_checkpoint(session=session)
-    if latest is not None and latest.tree_size >= current.seq:
+    if latest is not None and latest.tree_size > current.seq:
+        # The head went backwards (entries cut, head reset): signing now would bless the cut.
+        log.error("audit head is behind a signed checkpoint", extra={"seq": current.seq})
+        raise AuditLogCorrupt(
+            f"A signed checkpoint covers {latest.tree_size} entries but the head is at seq {current.seq}"
+        )
+    if latest is not None and latest.tree_size == current.seq:
         return None
+    if latest is not None and latest.tree_size:
+        # The entry hash at the last signed size fixes entries 1..size (each hash commits to
+        # its predecessor): a different one means the history was rewritten since.
+        size = latest.tree_size
+        signed = conn.execute(select(_ENTRIES.c.entry_hash).where(_ENTRIES.c.seq == size)).scalar()
+        if signed != latest.last_entry_hash:
+            log.error("audit entries differ from the last signed checkpoint", extra={"seq": size})
+            raise AuditLogCorrupt(f"Entry {size} does not match the signed checkpoint over {size} entries")
     last = conn.execute(select(_ENTRIES.c.entry_hash).where(_ENTRIES.c.seq == current.seq)).scalar()
     if last != current.entry_hash:
         # Never sign a head the entries do not back: that would hide a missing or edited row.

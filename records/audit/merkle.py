@@ -3,6 +3,10 @@
 ``leaf = SHA-256(0x00 || entry_hash)``, ``node = SHA-256(0x01 || left || right)``; the tree
 over n leaves splits at the largest power of two below n; the empty tree is SHA-256("").
 The accumulator keeps only the O(log n) roots of the perfect subtrees (the "frontier").
+
+Consistency proofs (RFC 9162 section 2.1.4, the same as RFC 6962 section 2.1.2) show that
+the tree of ``first`` leaves is a prefix of the tree of ``second`` leaves: a witness that
+holds only the two roots checks them with :func:`verify_consistency`.
 """
 
 from __future__ import annotations
@@ -10,7 +14,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-__all__ = ["EMPTY_ROOT", "MerkleAccumulator", "leaf_hash", "merkle_root", "node_hash"]
+__all__ = [
+    "EMPTY_ROOT",
+    "MerkleAccumulator",
+    "consistency_proof",
+    "leaf_hash",
+    "merkle_root",
+    "node_hash",
+    "verify_consistency",
+]
 
 EMPTY_ROOT = hashlib.sha256(b"").hexdigest()
 
@@ -90,3 +102,87 @@ def merkle_root(entry_hashes: Iterable[bytes | str]) -> str:
     for entry_hash in entry_hashes:
         acc.append(entry_hash)
     return acc.root()
+
+
+def _largest_power_of_two_below(n: int) -> int:
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def _subtree_root(leaves: Sequence[bytes]) -> bytes:
+    """RFC 6962 MTH over already-hashed leaves (at least one)."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = _largest_power_of_two_below(len(leaves))
+    return node_hash(_subtree_root(leaves[:k]), _subtree_root(leaves[k:]))
+
+
+def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
+    # RFC 9162 section 2.1.4.1, SUBPROOF(m, D[n], b).
+    n = len(leaves)
+    if m == n:
+        return [] if complete else [_subtree_root(leaves)]
+    k = _largest_power_of_two_below(n)
+    if m <= k:
+        return [*_subproof(m, leaves[:k], complete), _subtree_root(leaves[k:])]
+    return [*_subproof(m - k, leaves[k:], False), _subtree_root(leaves[:k])]
+
+
+def consistency_proof(first: int, entry_hashes: Sequence[bytes | str]) -> list[str]:
+    """The proof that the first ``first`` leaves' tree is a prefix of the tree over all of them.
+
+    Empty when ``first`` is 0 or equals the number of leaves (nothing to prove).
+    """
+    second = len(entry_hashes)
+    if not 0 <= first <= second:
+        raise ValueError("first must be between 0 and the number of leaves")
+    if first in (0, second):
+        return []
+    leaves = [leaf_hash(_as_bytes(h)) for h in entry_hashes]
+    return [digest.hex() for digest in _subproof(first, leaves, True)]
+
+
+def verify_consistency(
+    *, first: int, second: int, first_root: str, second_root: str, proof: Sequence[str]
+) -> bool:
+    """True when ``proof`` shows the tree (first, first_root) is a prefix of (second, second_root).
+
+    RFC 9162 section 2.1.4.2. A tree is consistent with itself only with an empty proof
+    and the same root; the empty tree is a prefix of every tree.
+    """
+    if not 0 <= first <= second:
+        return False
+    try:
+        path = [bytes.fromhex(p) for p in proof]
+        old, new = bytes.fromhex(first_root), bytes.fromhex(second_root)
+    except ValueError:
+        return False
+    if any(len(p) != 32 for p in path) or len(old) != 32 or len(new) != 32:
+        return False
+    if first == second:
+        return not path and old == new
+    if first == 0:
+        return not path and old == bytes.fromhex(EMPTY_ROOT)
+    if not path:
+        return False
+    if first & (first - 1) == 0:
+        path = [old, *path]
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == old and sr == new and sn == 0

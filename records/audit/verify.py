@@ -207,7 +207,8 @@ def verify_export(
         return state.fail(
             "truncated",
             total + 1,
-            f"The export ends at seq {total} but a signed checkpoint covers {size} entries",
+            f"The log ends at seq {total} but a signed checkpoint covers {size} entries: "
+            f"entries after seq {total} were removed or the head was set back",
         )
     tail = total - state.anchored
     if not parsed:

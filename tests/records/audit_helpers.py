@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from records.audit.chain import AuditEntry
+from records.audit.chain import GENESIS_HASH, AuditEntry
 from records.audit.export import export_log, verify_export_file
-from records.audit.log import EventFields, append_entry, create_checkpoint
+from records.audit.log import EventFields, append_entry, create_checkpoint, iter_entries
+from records.audit.merkle import MerkleAccumulator
 from records.audit.verify import VerifyReport
 
 
@@ -64,3 +66,57 @@ def export_text(engine: Engine, include: Callable[[AuditEntry], bool] | None = N
 def verify_text(text: str, key: Ed25519PrivateKey) -> VerifyReport:
     """Verify an export's text offline with the audit public key."""
     return verify_export_file(io.StringIO(text), key.public_key())
+
+
+_APPEND_ONLY = ("audit_entries", "audit_checkpoints")
+
+
+def as_superuser(engine: Engine, *statements: tuple[str, dict[str, object]] | str) -> None:
+    """Run ``statements`` the way someone in full control of the database would: triggers off, then on."""
+    with engine.begin() as conn:
+        postgres = conn.dialect.name == "postgresql"
+        for table in _APPEND_ONLY:
+            if postgres:
+                conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER {table}_append_only"))
+            else:
+                for op in ("update", "delete"):
+                    conn.execute(text(f"DROP TRIGGER {table}_no_{op}"))
+        for statement in statements:
+            sql, params = (statement, {}) if isinstance(statement, str) else statement
+            conn.execute(text(sql), params)
+        for table in _APPEND_ONLY:
+            if postgres:
+                conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER {table}_append_only"))
+            else:
+                for op in ("UPDATE", "DELETE"):
+                    conn.execute(
+                        text(
+                            f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                            f"BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: {op} on {table} "
+                            "refused'); END"
+                        )
+                    )
+
+
+def head_statement(entries: list[AuditEntry]) -> tuple[str, dict[str, object]]:
+    """The UPDATE that sets ``audit_head`` to stand after ``entries`` (seq 1..n, in order)."""
+    acc = MerkleAccumulator()
+    for entry in entries:
+        acc.append(entry.entry_hash)
+    return (
+        "UPDATE audit_head SET seq = :seq, entry_hash = :hash, frontier = :frontier WHERE id = 1",
+        {
+            "seq": len(entries),
+            "hash": entries[-1].entry_hash if entries else GENESIS_HASH,
+            "frontier": json.dumps(acc.frontier()),
+        },
+    )
+
+
+def roll_back_head(engine: Engine, to_seq: int) -> None:
+    """Cut the log after ``to_seq`` and set the head back to that entry (stored checkpoints untouched)."""
+    with Session(engine) as session:
+        kept = list(iter_entries(session=session, to_seq=to_seq))
+    as_superuser(
+        engine, ("DELETE FROM audit_entries WHERE seq > :seq", {"seq": to_seq}), head_statement(kept)
+    )
