@@ -272,8 +272,10 @@ class Admission:
         reason = message.reason or "ended by host"
         assert conn.grant is not None  # noqa: S101 - joined
         await self.ctx.consultations.end(room.id, conn.grant.user_id, reason)
-        self._done(conn, room, "ended", host, None, message.id, detail={"reason": reason})
-        await self.roster.set_state(room, "ended", reason=reason)
+        self._done(conn, room, "ended", host, None, None, detail={"reason": reason})
+        # The ack goes out between the host's consultation.ended and its close (4410).
+        ack = (conn, Ack(ref=message.id).wire()) if message.id else None
+        await self.roster.set_state(room, "ended", reason=reason, ack=ack)
         await self.roster.clear(room)
 
     def _done(

@@ -172,8 +172,10 @@ class Roster:
             room.apply(name, stored, Stored.parse(stored).rev)
         return stored
 
-    async def set_state(self, room: Room, state: str, *, reason: str | None) -> None:
-        """Record the consultation's new state and tell everyone (``live``, ``ended``)."""
+    async def set_state(
+        self, room: Room, state: str, *, reason: str | None, ack: tuple[Connection, str] | None = None
+    ) -> None:
+        """Record the consultation's new state and tell everyone (``live``, ``ended``); ``ack`` after."""
         body = json.dumps({"state": state})
         expected = room.raw.get(CONSULTATION_FIELD)
         for _ in range(8):
@@ -181,7 +183,7 @@ class Roster:
             if result.ok:
                 raw = f"{result.rev}|{body}"
                 room.apply(CONSULTATION_FIELD, raw, result.rev)
-                self.consultation_event(room, state, reason)
+                self.consultation_event(room, state, reason, ack=ack)
                 await self.ctx.bus.publish(
                     room.channel,
                     dumps({"k": "cs", "n": self.ctx.node_id, "r": result.rev, "s": raw, "why": reason}),
@@ -278,8 +280,14 @@ class Roster:
         elif event == "suspended":
             conn.send(Suspended(reason=reason or "suspended").wire())
 
-    def consultation_event(self, room: Room, state: str, reason: str | None) -> None:
-        """Tell this node's sockets the consultation went live, or ended (and close them)."""
+    def consultation_event(
+        self, room: Room, state: str, reason: str | None, *, ack: tuple[Connection, str] | None = None
+    ) -> None:
+        """Tell this node's sockets the consultation went live, or ended (and close them).
+
+        ``ack`` (a socket and its frame) is queued after that socket's event and before its
+        close: a command's effects come before its ``ack`` (docs/protocol.md, Ordering).
+        """
         if state == "live":
             frame = ConsultationEvent(type="consultation.live").wire()
             for conn in room.local.values():
@@ -289,7 +297,11 @@ class Roster:
             for conn in list(room.local.values()):
                 conn.detach()
                 conn.send(frame)
+                if ack is not None and ack[0] is conn:
+                    conn.send(ack[1])
                 conn.close(CloseCode.CONSULTATION_CLOSED, "consultation_ended")
+        if ack is not None and not ack[0].closing:
+            ack[0].send(ack[1])  # not among this room's sockets, or not a closing state
 
     # --- from other nodes ----------------------------------------------------------------
 
