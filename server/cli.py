@@ -6,6 +6,9 @@ registering a Typer app on ``cli`` in their own module, imported at the bottom.
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -101,12 +104,19 @@ def init(
             display_name=display_name,
         )
         session.commit()
-    console.print(f"Created admin [bold]{username}[/bold]. This password is shown once:")
-    console.print(f"  [bold]{password}[/bold]")
-    console.print(
-        f"Sign in: curl -s -X POST {settings.public_url}/api/v1/auth/login "
-        f'-H \'content-type: application/json\' -d \'{{"username":"{username}","password":"<password>"}}\''
-    )
+    # typer.echo, not rich: rich wraps at 80 columns when stdout is not a terminal
+    # (`telemed init | cat`), which would break the password and the command when pasted.
+    typer.echo(f"Created admin {username}. This password is shown once:")
+    typer.echo(f"  {password}")
+    typer.echo("Sign in with (put the password in place of <password>):")
+    typer.echo(sign_in_command(settings.public_url, username))
+
+
+def sign_in_command(public_url: str, username: str) -> str:
+    """A one-line, shell-quoted curl command that signs ``username`` in (password left as <password>)."""
+    body = json.dumps({"username": username, "password": "<password>"}, separators=(",", ":"))
+    url = f"{public_url.rstrip('/')}/api/v1/auth/login"
+    return shlex.join(["curl", "-s", "-X", "POST", url, "-H", "content-type: application/json", "-d", body])
 
 
 @user_cli.command("add")
