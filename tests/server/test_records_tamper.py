@@ -62,7 +62,7 @@ def _verify(settings: Settings, export: Path, key: Path) -> tuple[int, str]:
 def _rewrite(source: Path, change: Callable[[list[dict[str, object]]], list[dict[str, object]]]) -> Path:
     lines = [json.loads(line) for line in source.read_text().splitlines()]
     target = source.with_name(source.stem + "-tampered.jsonl")
-    target.write_text("".join(json.dumps(v) + "\n" for v in change(lines)))
+    target.write_text("".join(json.dumps(v, separators=(",", ":")) + "\n" for v in change(lines)))
     return target
 
 
