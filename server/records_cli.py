@@ -249,7 +249,8 @@ def verify(
         keys = load_public_keys(public_key.read_bytes())
     except RecordsError as exc:
         raise _fail(exc) from exc
-    with file.open("r", encoding="utf-8") as stream:
+    # Bytes that are not UTF-8 reach the verifier as a line that is not canonical, not a crash.
+    with file.open("r", encoding="utf-8", errors="surrogateescape", newline="") as stream:
         report = verify_export_file(stream, keys)
     if report.ok:
         console.print(f"[green]OK[/green] {report.message}")

@@ -15,7 +15,6 @@ redacted entry said cannot be checked (or read) by whoever holds the file.
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,7 +27,16 @@ from records.audit.chain import GENESIS_HASH, HASH_PATTERN, AuditEntry, canonica
 from records.audit.checkpoint import Checkpoint, PublicKeys, public_key_map, verify_checkpoint_signature
 from records.audit.log import head, iter_checkpoints, iter_entries
 from records.audit.merkle import MerkleAccumulator
-from records.audit.verify import VerifyReport, read_export, verify_export
+from records.audit.verify import (
+    Line,
+    VerifyReport,
+    exact_line,
+    malformed_message,
+    parse_line,
+    read_export,
+    verify_export,
+    where,
+)
 
 __all__ = ["ExportStats", "StoredVerification", "export_log", "verify_export_file", "verify_stored_log"]
 
@@ -95,15 +103,11 @@ def verify_stored_log(*, session: Session, public_key: PublicKeys) -> StoredVeri
 # --- Offline verification of whole and filtered exports --------------------------------------
 
 
-def _lines(stream: TextIO) -> Iterator[tuple[int, dict[str, Any]]]:
+def _lines(stream: TextIO) -> Iterator[tuple[int, Line]]:
     for number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            value = None
-        yield number, value if isinstance(value, dict) else {"type": "malformed", "line": number}
+        parsed = parse_line(line, number)
+        if parsed is not None:
+            yield number, parsed
 
 
 class _State:
@@ -177,6 +181,8 @@ def _verify_redacted(stream: TextIO, keys: PublicKeys) -> VerifyReport:
             checkpoint = Checkpoint.model_validate({k: v for k, v in raw.items() if k != "type"})
         except ValidationError:
             return _State([]).fail("malformed", None, f"The checkpoint on line {number} is malformed")
+        if not exact_line(raw, "checkpoint", checkpoint.model_dump(mode="json")):
+            return _State([]).fail("malformed", None, f"Line {number} is not exactly the checkpoint it holds")
         parsed.append((checkpoint, verify_checkpoint_signature(checkpoint, key_map)))
     state = _State(parsed)
     if failure := state.checkpoints_at_size():
@@ -193,17 +199,29 @@ def _verify_redacted(stream: TextIO, keys: PublicKeys) -> VerifyReport:
             try:
                 entry = AuditEntry.model_validate(values)
             except ValidationError:
+                return state.fail("malformed", expected, malformed_message(raw, expected))
+            if not exact_line(raw, "entry", entry.to_export()):
                 return state.fail(
-                    "malformed", expected, f"The entry where seq {expected} belongs is malformed"
+                    "malformed",
+                    expected,
+                    f"{where(raw)} (where seq {expected} belongs) is not exactly the entry it holds",
                 )
             link: tuple[int, str, str] | None = (entry.seq, entry.prev_hash, entry.entry_hash)
             intact = entry.is_intact()
         elif kind == "redacted":
             link, intact = _link(values), True
+            if link is not None and not exact_line(
+                raw, "redacted", {"seq": link[0], "prev_hash": link[1], "entry_hash": link[2]}
+            ):
+                return state.fail(
+                    "malformed",
+                    expected,
+                    f"{where(raw)} (where seq {expected} belongs) is not exactly a redacted link",
+                )
         else:
             link, intact = None, False
         if link is None:
-            return state.fail("malformed", expected, f"The line where seq {expected} belongs is malformed")
+            return state.fail("malformed", expected, malformed_message(raw, expected))
         seq, prev_hash, entry_hash = link
         if seq < expected:
             return state.fail("reordered", expected, f"Seq {seq} appears where seq {expected} belongs")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
@@ -33,10 +34,15 @@ from records.errors import AuditVerifyFailed
 
 __all__ = [
     "AuditExport",
+    "Line",
     "Problem",
     "VerifyReport",
+    "exact_line",
+    "malformed_message",
+    "parse_line",
     "read_export",
     "verify_export",
+    "where",
     "write_export",
 ]
 
@@ -157,6 +163,12 @@ def verify_export(
             cp = Checkpoint.model_validate(_strip_type(raw, "checkpoint"))
         except (ValidationError, ValueError, TypeError):
             return _Verifier([]).fail("malformed", None, f"Checkpoint #{number} is malformed")
+        if not exact_line(raw, "checkpoint", cp.model_dump(mode="json")):
+            return _Verifier([]).fail(
+                "malformed",
+                None,
+                f"{where(raw)} (checkpoint #{number}) is not exactly the checkpoint it holds",
+            )
         parsed.append(_Checkpoint(cp, verify_checkpoint_signature(cp, keys)))
 
     state = _Verifier(parsed)
@@ -165,10 +177,20 @@ def verify_export(
     stream = iter(entries)
     for raw in stream:
         expected = state.expected
+        if raw.get("type") == "malformed":
+            return state.fail("malformed", expected, malformed_message(raw, expected))
         try:
             entry = AuditEntry.model_validate(_strip_type(raw, "entry"))
         except (ValidationError, ValueError, TypeError):
-            return state.fail("malformed", expected, f"The entry where seq {expected} belongs is malformed")
+            return state.fail("malformed", expected, malformed_message(raw, expected))
+        if not exact_line(raw, "entry", entry.to_export()):
+            # A field the entry does not hash (a null, a default spelt out) could hide a second
+            # reading of the same line: one line, one meaning.
+            return state.fail(
+                "malformed",
+                expected,
+                f"{where(raw)} (where seq {expected} belongs) is not exactly the entry it holds",
+            )
         if entry.seq < expected:
             return state.fail(
                 "reordered",
@@ -284,17 +306,86 @@ def write_export(
     return count
 
 
-def _parse(line: str, number: int) -> dict[str, Any] | None:
-    if not line.strip():
+class Line(dict[str, Any]):
+    """One parsed export line: its JSON object, and where it stands in the file (1-based)."""
+
+    def __init__(self, values: Mapping[str, Any], number: int) -> None:
+        super().__init__(values)
+        self.number = number
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in values:
+            raise _DuplicateKey(key)
+        values[key] = value
+    return values
+
+
+_FIELD_NAME = re.compile(r"^[a-z_]{1,40}$")
+
+
+def _malformed(number: int, reason: str) -> Line:
+    return Line({"type": "malformed", "line": number, "reason": reason}, number)
+
+
+def parse_line(line: str, number: int) -> Line | None:
+    """Parse export line ``number``; a line that is not exactly canonical JSON becomes a malformed marker.
+
+    The line (without its ``\\n``) must be byte for byte ``canonical_json`` of the object it
+    holds, which also refuses duplicate keys, whitespace, escapes where UTF-8 is due, and
+    numbers spelt another way. ``None`` only for the empty string (end of input).
+    """
+    if not line:
         return None
+    text = line[:-1] if line.endswith("\n") else line
+    if not text:
+        return _malformed(number, "is empty")
     try:
-        value = json.loads(line)
-    except ValueError:
-        value = None
+        value = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        key = str(exc)
+        named = f' "{key}"' if _FIELD_NAME.match(key) else ""
+        return _malformed(number, f"has the key{named} twice")
+    except (ValueError, RecursionError):
+        return _malformed(number, "is not JSON")
     if not isinstance(value, dict):
-        # Handed to the verifier, which reports it where it stands in the sequence.
-        return {"type": "malformed", "line": number}
-    return value
+        return _malformed(number, "is not a JSON object")
+    try:
+        canonical = canonical_json(value)
+        exact = canonical == text.encode("utf-8")
+    except (ValueError, TypeError):  # NaN, lone surrogates, bytes that were not UTF-8
+        exact = False
+    if not exact:
+        return _malformed(number, "is not in canonical form (see docs/audit.md, Export format)")
+    return Line(value, number)
+
+
+def exact_line(raw: Mapping[str, Any], kind: str, values: Mapping[str, Any]) -> bool:
+    """True when ``raw`` (a parsed line) is exactly the line ``values`` is written as."""
+    # Verifying stored entries passes dicts without ``type``: they are of the kind expected.
+    try:
+        return canonical_json({"type": kind, **raw}) == canonical_json({**values, "type": kind})
+    except (ValueError, TypeError):
+        return False
+
+
+def where(raw: Mapping[str, Any]) -> str:
+    """``Line N`` for a line read from a file, else ``The line``."""
+    number = getattr(raw, "number", None)
+    return f"Line {number}" if number is not None else "The line"
+
+
+def malformed_message(raw: Mapping[str, Any], expected: int | None) -> str:
+    """Why a line is refused, naming the line and the seq it stands for."""
+    at = f" (where seq {expected} belongs)" if expected is not None else ""
+    reason = raw.get("reason") if raw.get("type") == "malformed" else None
+    return f"{where(raw)}{at} {reason or 'does not parse as an audit line'}"
 
 
 def read_export(stream: TextIO) -> AuditExport:
@@ -306,11 +397,11 @@ def read_export(stream: TextIO) -> AuditExport:
     """
     if stream.seekable():
         start = stream.tell()
-        checkpoints = []
+        checkpoints: list[dict[str, Any]] = []
         number = 0
         while line := stream.readline():
             number += 1
-            parsed = _parse(line, number)
+            parsed = parse_line(line, number)
             if parsed is not None and parsed.get("type") == "checkpoint":
                 checkpoints.append(parsed)
         stream.seek(start)
@@ -319,7 +410,7 @@ def read_export(stream: TextIO) -> AuditExport:
     number = 0
     while line := stream.readline():
         number += 1
-        parsed = _parse(line, number)
+        parsed = parse_line(line, number)
         if parsed is None:
             continue
         if parsed.get("type") != "checkpoint":
@@ -332,7 +423,7 @@ def _entries_seekable(stream: TextIO) -> Iterator[dict[str, Any]]:
     number = 0
     while line := stream.readline():
         number += 1
-        parsed = _parse(line, number)
+        parsed = parse_line(line, number)
         if parsed is not None and parsed.get("type") != "checkpoint":
             yield parsed
 
@@ -341,6 +432,6 @@ def _entries_pipe(stream: TextIO, first: dict[str, Any], number: int) -> Iterato
     yield first
     while line := stream.readline():
         number += 1
-        parsed = _parse(line, number)
+        parsed = parse_line(line, number)
         if parsed is not None:
             yield parsed

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from records.audit.chain import GENESIS_HASH, AuditEntry, chain_entry, format_ts
+from records.audit.chain import GENESIS_HASH, AuditEntry, canonical_json, chain_entry, format_ts
 from records.audit.checkpoint import Checkpoint, sign_checkpoint
 from records.audit.merkle import merkle_root
 from records.audit.verify import VerifyReport, read_export, verify_export, write_export
@@ -331,8 +331,8 @@ def test_export_round_trip_through_a_file(chain: list[AuditEntry], signed: list[
 def test_checkpoints_may_trail_in_a_seekable_file(
     export: list[dict[str, Any]], cps: list[dict[str, Any]]
 ) -> None:
-    lines = [json.dumps({**e, "type": "entry"}) for e in export]
-    lines += [json.dumps({**c, "type": "checkpoint"}) for c in cps]
+    lines = [canonical_json({**e, "type": "entry"}).decode() for e in export]
+    lines += [canonical_json({**c, "type": "checkpoint"}).decode() for c in cps]
 
     parsed = read_export(io.StringIO("\n".join(lines) + "\n"))
 
@@ -356,8 +356,8 @@ def test_export_from_a_pipe(chain: list[AuditEntry], signed: list[dict[str, Any]
 def test_checkpoint_after_entries_in_a_pipe_is_malformed(
     export: list[dict[str, Any]], cps: list[dict[str, Any]]
 ) -> None:
-    lines = [json.dumps({**e, "type": "entry"}) for e in export[:100]]
-    lines.append(json.dumps({**cps[0], "type": "checkpoint"}))
+    lines = [canonical_json({**e, "type": "entry"}).decode() for e in export[:100]]
+    lines.append(canonical_json({**cps[0], "type": "checkpoint"}).decode())
 
     parsed = read_export(Pipe("\n".join(lines) + "\n"))
 
