@@ -7,8 +7,10 @@ applied by ``telemed db upgrade`` and at ``telemed serve`` start.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -21,8 +23,26 @@ from sqlmodel import Session, create_engine
 
 # The records library owns the timestamp column type; the server's tables use the same one.
 from records.dbtypes import UTCDateTime
+from server.errors import DATABASE_BUSY_RETRY_AFTER_S, DatabaseBusy
 
-__all__ = ["UTCDateTime", "make_engine", "session_scope", "upgrade_database", "utcnow"]
+__all__ = [
+    "UTCDateTime",
+    "make_engine",
+    "request_slot",
+    "session_scope",
+    "upgrade_database",
+    "utcnow",
+]
+
+#: connections each process keeps open, and how many more it may open under load
+POOL_SIZE = 10
+POOL_OVERFLOW = 20
+#: connections requests leave free for work outside them (signalling, key reloads, readiness)
+POOL_RESERVE = 5
+#: how long a blocking checkout may wait before it fails (a request never waits on it: see below)
+POOL_TIMEOUT_S = 10
+#: how long a request may queue for a connection before it is answered 503 ``database_busy``
+REQUEST_QUEUE_TIMEOUT_S = 10.0
 
 
 def utcnow() -> datetime:
@@ -46,7 +66,13 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        file_based = bool(path) and path != ":memory:"
+        pool: dict[str, Any] = (
+            {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": POOL_TIMEOUT_S}
+            if file_based
+            else {}
+        )
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -57,7 +83,69 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_timeout=POOL_TIMEOUT_S
+    )
+
+
+class RequestGate:
+    """At most ``slots`` requests hold a database session at once; the others queue in the event loop.
+
+    Why: a request's session keeps its connection from the first query until the response,
+    across several hops through the thread pool (each sync dependency and the route run in
+    a worker thread). Without a bound, a burst filled every worker thread with requests
+    blocked on the connection pool while the requests holding the connections waited for a
+    thread to finish in: nothing moved until the pool timeout, then every waiter failed.
+    Queuing here costs no thread and no connection, and a request that has a slot is sure
+    to get a connection at once.
+    """
+
+    def __init__(self, slots: int, *, timeout_s: float = REQUEST_QUEUE_TIMEOUT_S) -> None:
+        self.slots = slots
+        self.timeout_s = timeout_s
+        # One semaphore per event loop: a server has one; tests start several, one after another.
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one slot for the block; 503 ``database_busy`` if none frees up within the timeout."""
+        loop = asyncio.get_running_loop()
+        semaphore = self._semaphores.get(loop)
+        if semaphore is None:
+            semaphore = self._semaphores[loop] = asyncio.Semaphore(self.slots)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await semaphore.acquire()
+        except TimeoutError:
+            raise DatabaseBusy(
+                "Every database connection is busy; retry shortly", retry_after_s=DATABASE_BUSY_RETRY_AFTER_S
+            ) from None
+        try:
+            yield
+        finally:
+            semaphore.release()
+
+
+_GATES: weakref.WeakKeyDictionary[Engine, RequestGate] = weakref.WeakKeyDictionary()
+
+
+def request_gate(engine: Engine) -> RequestGate:
+    """The request gate of ``engine``, sized to its connection pool less a reserve."""
+    gate = _GATES.get(engine)
+    if gate is None:
+        pool = engine.pool
+        size = pool.size() if hasattr(pool, "size") else POOL_SIZE
+        overflow = max(int(getattr(pool, "_max_overflow", 0)), 0)
+        capacity = size + overflow
+        gate = _GATES[engine] = RequestGate(max(capacity - min(POOL_RESERVE, capacity // 4), 1))
+    return gate
+
+
+def request_slot(engine: Engine) -> AbstractAsyncContextManager[None]:
+    """``async with request_slot(engine):`` — hold one of the engine's request slots."""
+    return request_gate(engine).slot()
 
 
 @contextmanager

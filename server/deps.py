@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from device_policy.errors import InvalidPostureToken, InvalidRequestProof
 from server.audit import RequestOrigin, bind_request_origin
+from server.db import request_slot
 from server.devices.posture import PostureContext, verify_posture
 from server.errors import AccessDenied, AuthenticationRequired, InvalidToken
 from server.identity.models import Role, User
@@ -35,14 +39,26 @@ def is_refusal(exc: BaseException) -> bool:
     return isinstance(getattr(exc, "code", None), str) and isinstance(status, int) and 400 <= status < 500
 
 
-def get_session(request: Request, services: ServicesDep) -> Iterator[Session]:
-    """A database session for one request.
+def _finish(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+async def get_session(request: Request, services: ServicesDep) -> AsyncIterator[Session]:
+    """A database session for one request, opened once the request holds a slot of the database.
 
     Committed on success, and also on a refusal: a refusal is an audit event, and services
     refuse before they change anything, so what a refusal commits is its own trace. Any
-    other error rolls everything back.
+    other error rolls everything back. Waiting for a slot (``server.db.RequestGate``) holds
+    no thread and no connection; a request that waits too long is answered 503 ``database_busy``.
     """
-    with Session(services.engine, expire_on_commit=False) as session:
+    async with request_slot(services.engine):
+        session = Session(services.engine, expire_on_commit=False)
         # Audit events recorded through this session say which request, from where.
         bind_request_origin(
             session,
@@ -54,12 +70,12 @@ def get_session(request: Request, services: ServicesDep) -> Iterator[Session]:
         try:
             yield session
         except BaseException as exc:
-            if is_refusal(exc):
-                session.commit()
-            else:
-                session.rollback()
+            # Shielded: a cancelled request must still give its connection back.
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(partial(_finish, session, commit=is_refusal(exc)))
             raise
-        session.commit()
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(partial(_finish, session, commit=True))
 
 
 # scope="function": commit before the response is sent, so a client told "created" can read it at once.

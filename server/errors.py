@@ -4,6 +4,7 @@ Errors are grouped by what the caller can do about them::
 
     TelemedError                       500 internal_error
     ├── BadRequest                     400 bad_request
+    │   ├── MalformedBody              400 malformed_body
     │   └── ValidationFailed           422 validation_error
     ├── AuthenticationRequired         401 authentication_required
     │   ├── InvalidCredentials         401 invalid_credentials
@@ -18,12 +19,17 @@ Errors are grouped by what the caller can do about them::
     ├── AccountLocked                  423 account_locked
     ├── RateLimited                    429 rate_limited
     └── ServiceUnavailable             503 service_unavailable
+        └── DatabaseBusy               503 database_busy
 
 Libraries (``records``, ``device_policy``) keep their own error classes with the same
 ``code``/``status``/``title`` attributes; the server registers their bases with the same
 handler, so every error on the wire is ``application/problem+json`` (RFC 9457) with a
 stable ``code``. Services raise these, never ``HTTPException``. Messages never carry a
 secret, a token or patient data.
+
+A bug (any other exception) answers ``500 internal_error`` and the connection stays usable:
+:class:`UnhandledErrorMiddleware` answers it inside the app, so the server never sees the
+exception and never drops the keep-alive connection the next request would have used.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("telemed.errors")
 
@@ -57,6 +65,10 @@ class TelemedError(Exception):
 
 class BadRequest(TelemedError):
     code, status, title = "bad_request", 400, "Bad request"
+
+
+class MalformedBody(BadRequest):
+    code, title = "malformed_body", "The request body cannot be parsed"
 
 
 class ValidationFailed(BadRequest):
@@ -119,6 +131,25 @@ class ServiceUnavailable(TelemedError):
     code, status, title = "service_unavailable", 503, "A service the server needs is unavailable"
 
 
+class DatabaseBusy(ServiceUnavailable):
+    code, title = "database_busy", "The database is busy; retry shortly"
+
+
+#: seconds a client is told to wait (``Retry-After``) when the database is busy
+DATABASE_BUSY_RETRY_AFTER_S = 1
+
+#: Framework statuses (routing, security helpers, body parsing) and the codes they answer with.
+HTTP_STATUS_CODES = {
+    400: "malformed_body",
+    401: "authentication_required",
+    403: "access_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    422: "validation_error",
+}
+
+
 def problem_body(
     *, code: str, status: int, title: str, detail: str, request: Request | None, **extra: Any
 ) -> dict[str, Any]:
@@ -177,13 +208,24 @@ def install_error_handlers(app: FastAPI, library_errors: Iterable[type[Exception
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it
-        err = ValidationFailed("The request body or parameters are not valid", errors=_validation_errors(exc))
+        errors = _validation_errors(exc)
+        if any(e["type"] == "json_invalid" for e in errors):
+            # Not a rule broken by a field: the body is not JSON at all.
+            return problem_response(request, MalformedBody("The request body is not valid JSON"))
+        err = ValidationFailed("The request body or parameters are not valid", errors=errors)
         return problem_response(request, err)
+
+    async def on_pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+        # Every connection stayed busy for the pool's whole timeout: overload, not a bug.
+        log.warning("database pool exhausted", extra={"error_type": type(exc).__name__})
+        busy = DatabaseBusy(
+            "Every database connection is busy; retry shortly", retry_after_s=DATABASE_BUSY_RETRY_AFTER_S
+        )
+        return problem_response(request, busy)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it
-        codes = {404: "not_found", 405: "method_not_allowed", 401: "authentication_required"}
-        code = codes.get(exc.status_code, f"http_{exc.status_code}")
+        code = HTTP_STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
         body = problem_body(
             code=code,
             status=exc.status_code,
@@ -206,5 +248,45 @@ def install_error_handlers(app: FastAPI, library_errors: Iterable[type[Exception
     for base in library_errors:
         app.add_exception_handler(base, on_telemed_error)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(PoolTimeout, on_pool_timeout)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
+    # Added before any other middleware, so it sits innermost: inside the request id.
+    app.add_middleware(UnhandledErrorMiddleware)
+
+
+class UnhandledErrorMiddleware:
+    """Answer a bug with a 500 problem document here, instead of letting it reach the server.
+
+    Starlette's outermost error handler re-raises after answering, and uvicorn then closes
+    the connection, so a client reusing it saw its *next* request fail. Caught here, the
+    500 is an ordinary response and the connection stays open.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise  # half a response is out: only closing the connection tells the client
+            request = Request(scope)
+            request_id = getattr(request.state, "request_id", None)
+            log.exception(
+                "unhandled error", extra={"error_type": type(exc).__name__, "request_id": request_id}
+            )
+            response = problem_response(request, TelemedError("An unexpected error occurred"))
+            await response(scope, receive, send)
