@@ -6,6 +6,7 @@ registering a Typer app on ``cli`` in their own module, imported at the bottom.
 
 from __future__ import annotations
 
+import getpass
 import json
 import shlex
 
@@ -19,6 +20,7 @@ from server.errors import TelemedError
 from server.identity import service as identity
 from server.identity.models import Role
 from server.security.keys import ensure_signing_key, rotate_signing_key
+from server.security.limits import uvicorn_limits
 from server.settings import Settings
 from server.signalling.limits import WS_MAX_FRAME_BYTES
 
@@ -41,6 +43,15 @@ def load_settings() -> Settings:
     except ValueError as exc:
         err_console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+def _operator(via: str) -> identity.ChangedBy:
+    """The person at the terminal, as account changes' audit entries name them."""
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):
+        name = "unknown"
+    return identity.ChangedBy(actor_id=f"cli:{name}"[:64], actor_role="operator", via=via)
 
 
 def _session(settings: Settings) -> Session:
@@ -78,6 +89,7 @@ def serve(
         port=port or settings.port,
         log_config=None,
         ws_max_size=WS_MAX_FRAME_BYTES,  # above the hub's own limit: it answers, uvicorn closes
+        **uvicorn_limits(settings.max_request_header_bytes),
     )
 
 
@@ -99,6 +111,7 @@ def init(
         identity.create_user(
             session=session,
             username=username,
+            changed_by=_operator("init"),
             password=password,
             role=Role.ADMIN,
             display_name=display_name,
@@ -145,8 +158,10 @@ def user_add(
                 role=role,
                 display_name=display_name,
                 establishment=establishment,
+                changed_by=_operator("cli"),
             )
         except TelemedError as exc:
+            session.commit()  # the refusal's audit entry
             err_console.print(f"[red]{exc.code}:[/red] {exc.detail}")
             raise typer.Exit(1) from exc
         session.commit()
@@ -182,9 +197,17 @@ def user_disable(username: str) -> None:
         try:
             user = identity.get_user_by_username(session=session, username=username)
         except TelemedError as exc:
+            identity.record_refused_change(
+                session=session,
+                changed_by=_operator("cli"),
+                action="user.disable",
+                user_id=None,
+                reason=exc.code,
+            )
+            session.commit()
             err_console.print(f"[red]{exc.code}:[/red] {exc.detail}")
             raise typer.Exit(1) from exc
-        identity.set_disabled(session=session, user=user, disabled=True)
+        identity.set_disabled(session=session, user=user, disabled=True, changed_by=_operator("cli"))
         session.commit()
     console.print(f"Disabled [bold]{username}[/bold].")
 

@@ -7,9 +7,9 @@ from pydantic import BaseModel, Field
 
 from server.admin.errors import OwnAccount
 from server.deps import AdminUser, CurrentPrincipal, CurrentUser, ServicesDep, SessionDep
-from server.errors import InvalidCredentials
+from server.errors import InvalidCredentials, NotFound
 from server.identity import service
-from server.identity.models import Role, UserPublic
+from server.identity.models import Role, User, UserPublic
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 
@@ -110,9 +110,13 @@ def list_users(_admin: AdminUser, session: SessionDep, role: Role | None = None)
     ]
 
 
+def _by(admin: User) -> service.ChangedBy:
+    return service.ChangedBy(actor_id=admin.id, actor_role=admin.role.value, via="api")
+
+
 @router.post("/users", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
-def create_user(body: UserCreate, _admin: AdminUser, session: SessionDep) -> UserPublic:
-    """Create a user (admin)."""
+def create_user(body: UserCreate, admin: AdminUser, session: SessionDep) -> UserPublic:
+    """Create a user (admin; audited as ``user.create``)."""
     user = service.create_user(
         session=session,
         username=body.username,
@@ -120,17 +124,28 @@ def create_user(body: UserCreate, _admin: AdminUser, session: SessionDep) -> Use
         role=body.role,
         display_name=body.display_name,
         establishment=body.establishment,
+        changed_by=_by(admin),
     )
     return UserPublic.model_validate(user, from_attributes=True)
 
 
 @router.post("/users/{user_id}/disable", response_model=UserPublic)
 def disable_user(user_id: str, admin: AdminUser, session: SessionDep) -> UserPublic:
-    """Disable a user (admin); their sessions end at once. An admin cannot disable themself."""
-    if user_id == admin.id:
-        # Same rule as the admin console: the last admin must never lock everyone out.
-        raise OwnAccount("You cannot disable your own account; ask another admin")
-    user = service.set_disabled(
-        session=session, user=service.get_user(session=session, user_id=user_id), disabled=True
-    )
+    """Disable a user (admin; audited as ``user.disable``); their sessions end at once. Not oneself."""
+    try:
+        if user_id == admin.id:
+            # Same rule as the admin console: the last admin must never lock everyone out.
+            raise OwnAccount("You cannot disable your own account; ask another admin")
+        target = service.get_user(session=session, user_id=user_id)
+    except (OwnAccount, NotFound) as exc:
+        service.record_refused_change(
+            session=session,
+            changed_by=_by(admin),
+            action="user.disable",
+            # An unknown id is the caller's text: not copied into the log.
+            user_id=user_id if isinstance(exc, OwnAccount) else None,
+            reason=exc.code,
+        )
+        raise
+    user = service.set_disabled(session=session, user=target, disabled=True, changed_by=_by(admin))
     return UserPublic.model_validate(user, from_attributes=True)

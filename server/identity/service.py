@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from server.audit import record_event
 from server.db import utcnow
 from server.errors import (
     AccountLocked,
@@ -65,6 +66,54 @@ def generate_password() -> str:
     return secrets.token_urlsafe(18)
 
 
+@dataclass(frozen=True)
+class ChangedBy:
+    """Who changes an account, as its ``user.*`` audit entry names them.
+
+    ``actor_id`` is the admin's user id (API) or ``cli:<os user>`` (the ``telemed`` command);
+    ``via`` is ``api``, ``cli`` or ``init``. The admin console passes none: it records its own
+    ``admin.user.*`` entry, and one change gets one entry.
+    """
+
+    actor_id: str
+    actor_role: str
+    via: str
+
+
+def _audit_account(
+    *,
+    session: Session,
+    by: ChangedBy,
+    action: str,
+    outcome: str,
+    user_id: str | None,
+    detail: dict[str, str | bool | None],
+) -> None:
+    record_event(
+        session=session,
+        action=action,
+        outcome=outcome,
+        actor_id=by.actor_id,
+        actor_role=by.actor_role,
+        purpose_of_use="HSYSADMIN",
+        detail={"user_id": user_id, "via": by.via, **detail},
+    )
+
+
+def record_refused_change(
+    *, session: Session, changed_by: ChangedBy, action: str, user_id: str | None, reason: str
+) -> None:
+    """Record an account change that was refused (``outcome`` denied, the refusal's code as ``reason``)."""
+    _audit_account(
+        session=session,
+        by=changed_by,
+        action=action,
+        outcome="denied",
+        user_id=user_id,
+        detail={"reason": reason},
+    )
+
+
 def create_user(
     *,
     session: Session,
@@ -73,8 +122,50 @@ def create_user(
     role: Role,
     display_name: str,
     establishment: str | None = None,
+    changed_by: ChangedBy | None = None,
 ) -> User:
-    """Create a user with a hashed password; usernames are unique."""
+    """Create a user with a hashed password; usernames are unique (``user.create`` when ``changed_by``)."""
+    try:
+        user = _create_user(
+            session=session,
+            username=username,
+            password=password,
+            role=role,
+            display_name=display_name,
+            establishment=establishment,
+        )
+    except (ValidationFailed, AlreadyExists) as exc:
+        if changed_by is not None:
+            _audit_account(
+                session=session,
+                by=changed_by,
+                action="user.create",
+                outcome="denied",
+                user_id=None,
+                detail={"role": role.value, "reason": exc.code},
+            )
+        raise
+    if changed_by is not None:
+        _audit_account(
+            session=session,
+            by=changed_by,
+            action="user.create",
+            outcome="success",
+            user_id=user.id,
+            detail={"role": role.value},
+        )
+    return user
+
+
+def _create_user(
+    *,
+    session: Session,
+    username: str,
+    password: str,
+    role: Role,
+    display_name: str,
+    establishment: str | None,
+) -> User:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationFailed(f"Passwords must be at least {MIN_PASSWORD_LENGTH} characters")
     username = username.strip().lower()
@@ -127,12 +218,24 @@ def list_users(*, session: Session, role: Role | None = None) -> list[User]:
     return list(session.exec(query))
 
 
-def set_disabled(*, session: Session, user: User, disabled: bool) -> User:
-    """Disable (or re-enable) a user; disabling ends every session at once."""
+def set_disabled(
+    *, session: Session, user: User, disabled: bool, changed_by: ChangedBy | None = None
+) -> User:
+    """Disable (or re-enable) a user; disabling ends every session (``user.disable``/``user.enable``)."""
+    was = user.disabled
     user.disabled = disabled
     session.add(user)
     if disabled:
         _revoke_all_refresh(session=session, user_id=user.id)
+    if changed_by is not None:
+        _audit_account(
+            session=session,
+            by=changed_by,
+            action="user.disable" if disabled else "user.enable",
+            outcome="success",
+            user_id=user.id,
+            detail={"role": user.role.value, "changed": was != disabled},
+        )
     return user
 
 
