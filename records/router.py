@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from records import breakglass, documents, grants, notes, patients, shares
+from records.audit import log as audit_log
 from records.audit.export import verify_stored_log
 from records.audit.fhir import FhirSystems, to_fhir_bundle
 from records.audit.log import latest_checkpoint
@@ -181,6 +182,12 @@ class CheckpointPublic(BaseModel):
     ts: str
     key_id: str
     signature: str
+
+
+class ConsistencyPublic(BaseModel):
+    first: int
+    second: int
+    proof: list[str]
 
 
 class VerifyPublic(BaseModel):
@@ -874,6 +881,17 @@ def make_router(deps: RecordsDeps) -> APIRouter:
         """The newest signed checkpoint (tree size, root, signature)."""
         checkpoint = latest_checkpoint(session=session)
         return None if checkpoint is None else CheckpointPublic(**checkpoint.model_dump(mode="json"))
+
+    @router.get("/audit/consistency", response_model=ConsistencyPublic, tags=["audit"])
+    def audit_consistency(
+        session: SessionDep,
+        admin: AdminDep,
+        first: Annotated[int, Query(ge=0, le=2**53 - 1)],
+        second: Annotated[int, Query(ge=0, le=2**53 - 1)],
+    ) -> ConsistencyPublic:
+        """RFC 9162 proof that the tree of ``first`` entries is a prefix of the tree of ``second``."""
+        proof = audit_log.consistency(session=session, first=first, second=second)
+        return ConsistencyPublic(first=first, second=second, proof=proof)
 
     @router.get("/audit/verify", response_model=VerifyPublic, tags=["audit"])
     def audit_verify(

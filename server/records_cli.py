@@ -8,7 +8,10 @@
   verifies.
 * ``telemed audit verify FILE --public-key KEYFILE``: offline, needs no database or server;
   names the first bad entry and exits 1 when the file does not verify.
+* ``telemed audit verify … --witness-key W.pem --cosignatures cosignatures.jsonl``: also
+  against every tree head the witness co-signed (``server.audit_witness``).
 * ``telemed audit public-key``: the pinned audit checkpoint key (PEM).
+* ``telemed audit witness init|run``: the independent co-signer (``server.audit_witness``).
 * ``telemed keys rotate-kek``: a new key-encryption key; every stored data key is re-wrapped.
 """
 
@@ -30,6 +33,7 @@ from records.audit.chain import AuditEntry, format_ts
 from records.audit.export import export_log, verify_export_file
 from records.audit.log import create_checkpoint
 from records.audit.signing import audit_key_id, load_audit_key, load_public_keys, public_key_pem
+from records.audit.witness import read_cosignatures
 from records.crypto import KekRing, WrappedKey, create_kek_file, rewrap
 from records.decisions import Who, allow
 from records.documents import DocumentInput, document_context, import_document
@@ -39,14 +43,16 @@ from records.notes import note_context
 from records.patients import PatientCreate, create_patient
 from records.ports import Actor
 from records.vault import load_kek_ring
+from server.audit_witness import witness_cli
 from server.db import make_engine
 from server.records_runtime import key_paths, load_vault
 from server.settings import Settings
 
 records_cli = typer.Typer(help="Patient records: register patients, import documents.", no_args_is_help=True)
 audit_cli = typer.Typer(
-    help="The tamper-evident audit log: export, verify, public key.", no_args_is_help=True
+    help="The tamper-evident audit log: export, verify, public key, witness.", no_args_is_help=True
 )
+audit_cli.add_typer(witness_cli, name="witness")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -243,15 +249,43 @@ def verify(
     public_key: Path = typer.Option(
         ..., "--public-key", exists=True, dir_okay=False, readable=True, help="Audit public key (PEM)."
     ),
+    witness_key: Path | None = typer.Option(
+        None,
+        "--witness-key",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        help="The witness public key (PEM); needs --cosignatures.",
+    ),
+    cosignatures: Path | None = typer.Option(
+        None,
+        "--cosignatures",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        help="The witness's cosignatures.jsonl.",
+    ),
 ) -> None:
-    """Verify an export offline: chain, sequence, signed checkpoints; names the first bad entry."""
+    """Verify an export offline: chain, sequence, checkpoints, witness; names the first bad entry."""
+    if (witness_key is None) != (cosignatures is None):
+        err_console.print("[red]usage:[/red] give --witness-key and --cosignatures together")
+        raise typer.Exit(2)
     try:
         keys = load_public_keys(public_key.read_bytes())
+        witness_keys = None if witness_key is None else load_public_keys(witness_key.read_bytes())
     except RecordsError as exc:
         raise _fail(exc) from exc
+    cosigned = None
+    if cosignatures is not None:
+        with cosignatures.open("r", encoding="utf-8", errors="surrogateescape", newline="") as stream:
+            try:
+                cosigned = read_cosignatures(stream)
+            except ValueError as exc:
+                err_console.print(f"[red]FAILED (malformed):[/red] {exc}")
+                raise typer.Exit(1) from None
     # Bytes that are not UTF-8 reach the verifier as a line that is not canonical, not a crash.
     with file.open("r", encoding="utf-8", errors="surrogateescape", newline="") as stream:
-        report = verify_export_file(stream, keys)
+        report = verify_export_file(stream, keys, cosignatures=cosigned, witness_keys=witness_keys)
     if report.ok:
         console.print(f"[green]OK[/green] {report.message}")
         return

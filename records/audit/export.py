@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -37,6 +37,7 @@ from records.audit.verify import (
     verify_export,
     where,
 )
+from records.audit.witness import Cosignature, check_witnessed
 
 __all__ = ["ExportStats", "StoredVerification", "export_log", "verify_export_file", "verify_stored_log"]
 
@@ -270,12 +271,27 @@ def _verify_redacted(stream: TextIO, keys: PublicKeys) -> VerifyReport:
     )
 
 
-def verify_export_file(stream: TextIO, keys: PublicKeys) -> VerifyReport:
-    """Verify a whole or filtered export file offline (needs only the audit public key)."""
+def verify_export_file(
+    stream: TextIO,
+    keys: PublicKeys,
+    *,
+    cosignatures: Sequence[Cosignature] | None = None,
+    witness_keys: PublicKeys | None = None,
+) -> VerifyReport:
+    """Verify a whole or filtered export file offline (needs only the audit public key).
+
+    With the witness's ``cosignatures`` and public key, the entries must also match every
+    tree head the witness co-signed (``records.audit.witness.check_witnessed``).
+    """
     start = stream.tell()
     redacted = any(raw.get("type") == "redacted" for _n, raw in _lines(stream))
     stream.seek(start)
     if redacted:
-        return _verify_redacted(stream, keys)
-    export = read_export(stream)
-    return verify_export(export.entries, export.checkpoints, keys)
+        report = _verify_redacted(stream, keys)
+    else:
+        export = read_export(stream)
+        report = verify_export(export.entries, export.checkpoints, keys)
+    if witness_keys is None or not report.ok:
+        return report
+    stream.seek(start)
+    return check_witnessed((raw for _n, raw in _lines(stream)), cosignatures or (), witness_keys, report)

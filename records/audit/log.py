@@ -35,14 +35,17 @@ from records.audit.chain import (
     utc_now_ts,
 )
 from records.audit.checkpoint import Checkpoint, sign_checkpoint
-from records.audit.merkle import MerkleAccumulator
+from records.audit.merkle import MerkleAccumulator, consistency_proof
 from records.errors import RecordsError
 from records.models import AuditCheckpointRow, AuditEntryRow, AuditHead
 
 __all__ = [
     "AuditLogCorrupt",
+    "AuditLogInconsistent",
+    "AuditRangeInvalid",
     "EventFields",
     "append_entry",
+    "consistency",
     "create_checkpoint",
     "entry_from_row",
     "head",
@@ -65,6 +68,22 @@ class AuditLogCorrupt(RecordsError):
     code = "audit_log_corrupt"
     status = 500
     title = "The audit log is inconsistent"
+
+
+class AuditRangeInvalid(RecordsError):
+    """A consistency proof was asked for tree sizes the log does not have."""
+
+    code = "audit_range_invalid"
+    status = 422
+    title = "No such range of the audit log"
+
+
+class AuditLogInconsistent(RecordsError):
+    """The stored entries do not reach the head: a proof over them would prove nothing."""
+
+    code = "audit_log_inconsistent"
+    status = 409
+    title = "The audit log's entries do not match its head"
 
 
 @dataclass(frozen=True)
@@ -355,3 +374,27 @@ def create_checkpoint(*, session: Session, private_key: Ed25519PrivateKey) -> Ch
     )
     inserted = _insert_ignore(conn, _CHECKPOINTS, checkpoint.model_dump(mode="json"), "tree_size")
     return checkpoint if inserted else None
+
+
+def consistency(*, session: Session, first: int, second: int) -> list[str]:
+    """RFC 9162 consistency proof from tree size ``first`` to ``second`` over the stored entries.
+
+    Reads entries 1..``second`` (O(second)); refuses sizes outside ``0 <= first <= second <=
+    head`` and a log whose entries do not run contiguously up to ``second``.
+    """
+    end = head(session=session).seq
+    if not 0 <= first <= second <= end:
+        raise AuditRangeInvalid(
+            f"Tree sizes must satisfy 0 <= first <= second <= {end} (the head); "
+            f"got first={first}, second={second}"
+        )
+    hashes: list[str] = []
+    for entry in iter_entries(session=session, to_seq=second):
+        if entry.seq != len(hashes) + 1:
+            break
+        hashes.append(entry.entry_hash)
+    if len(hashes) != second:
+        raise AuditLogInconsistent(
+            f"Entry {len(hashes) + 1} is missing from the stored log (the head is at seq {end})"
+        )
+    return consistency_proof(first, hashes)

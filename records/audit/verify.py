@@ -46,7 +46,16 @@ __all__ = [
     "write_export",
 ]
 
-Problem = Literal["edited", "deleted", "reordered", "truncated", "forged_checkpoint", "malformed"]
+Problem = Literal[
+    "edited",
+    "deleted",
+    "reordered",
+    "truncated",
+    "forged_checkpoint",
+    "malformed",
+    "forged_cosignature",
+    "witness_mismatch",
+]
 
 
 class VerifyReport(BaseModel):
@@ -68,6 +77,8 @@ class VerifyReport(BaseModel):
     """Entries covered by the largest checkpoint that verified."""
     unanchored_entries: int = 0
     """Entries after that checkpoint: hash-chained only, see docs/audit.md."""
+    witnessed_size: int = 0
+    """Entries covered by the largest tree head the witness co-signed (0 without a witness)."""
 
     def raise_if_failed(self) -> None:
         """Raise :class:`AuditVerifyFailed` carrying this report unless it is ok."""

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from records.audit.chain import GENESIS_HASH, AuditEntry
+from records.audit.chain import GENESIS_HASH, AuditEntry, chain_entry
 from records.audit.export import export_log, verify_export_file
 from records.audit.log import EventFields, append_entry, create_checkpoint, iter_entries
 from records.audit.merkle import MerkleAccumulator
@@ -120,3 +120,41 @@ def roll_back_head(engine: Engine, to_seq: int) -> None:
     as_superuser(
         engine, ("DELETE FROM audit_entries WHERE seq > :seq", {"seq": to_seq}), head_statement(kept)
     )
+
+
+def rewrite_history(engine: Engine, seq: int, *, keep_checkpoints_to: int = 0) -> None:
+    """Change entry ``seq`` and re-chain every later one, as an insider with the database would;
+    checkpoints over more than ``keep_checkpoints_to`` entries are deleted, the head follows."""
+    with Session(engine) as session:
+        entries = list(iter_entries(session=session))
+    prev = entries[seq - 2].entry_hash if seq > 1 else GENESIS_HASH
+    rewritten = entries[: seq - 1]
+    statements: list[tuple[str, dict[str, object]] | str] = []
+    for entry in entries[seq - 1 :]:
+        values = entry.model_dump()
+        if entry.seq == seq:
+            values["outcome"] = "allowed" if entry.outcome != "allowed" else "denied"
+        relinked = chain_entry(prev, values)
+        prev = relinked.entry_hash
+        rewritten.append(relinked)
+        statements.append(
+            (
+                "UPDATE audit_entries SET outcome = :outcome, prev_hash = :prev, entry_hash = :hash "
+                "WHERE seq = :seq",
+                {
+                    "outcome": relinked.outcome,
+                    "prev": relinked.prev_hash,
+                    "hash": relinked.entry_hash,
+                    "seq": relinked.seq,
+                },
+            )
+        )
+    statements.append(("DELETE FROM audit_checkpoints WHERE tree_size > :n", {"n": keep_checkpoints_to}))
+    statements.append(head_statement(rewritten))
+    as_superuser(engine, *statements)
+
+
+def cut_log(engine: Engine, to_seq: int) -> None:
+    """Cut the log after ``to_seq``, delete the checkpoints beyond it and set the head back."""
+    roll_back_head(engine, to_seq)
+    as_superuser(engine, ("DELETE FROM audit_checkpoints WHERE tree_size > :n", {"n": to_seq}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,12 @@ def test_every_prefix_is_proved_consistent_with_every_larger_tree(second: int) -
 @pytest.mark.parametrize(("first", "second"), [(1, 2), (3, 7), (4, 8), (6, 8), (7, 33), (16, 17), (27, 29)])
 def test_a_proof_with_any_hash_changed_dropped_or_added_fails(first: int, second: int) -> None:
     proof = consistency_proof(first, HASHES[:second])
-    args = {"first": first, "second": second, "first_root": _root(first), "second_root": _root(second)}
+    args: dict[str, Any] = {
+        "first": first,
+        "second": second,
+        "first_root": _root(first),
+        "second_root": _root(second),
+    }
     for i in range(len(proof)):
         changed = list(proof)
         changed[i] = "0" * 64
