@@ -19,7 +19,10 @@ Recovery
     *disconnected*/*failed*. After ``restart_after_s`` (doubling per attempt up to
     ``max_backoff_s``) the impolite side negotiates a brand-new peer connection; the polite
     side waits ``polite_extra_s`` longer for that offer and then offers itself, which covers
-    one-way failures. ``restart_peer()`` does the same on demand (e.g. after the signalling
+    one-way failures. After ``max_attempts`` such attempts without a connection the call
+    gives up on that participant: state ``failed`` (``recovery_exhausted``) and
+    :meth:`Call.failure` returns the :class:`RecoveryExhausted` error; an offer from the other
+    side is still answered. ``restart_peer()`` does the same on demand (e.g. after the signalling
     socket resumed).
 
 Example::
@@ -48,10 +51,12 @@ from typing import Any, Literal, Self
 from aiortc.mediastreams import MediaStreamTrack
 
 from clinic_client.call.errors import (
+    CallError,
     CallFull,
     InvalidCallState,
     InvalidSignal,
     NoIceCandidates,
+    RecoveryExhausted,
     UnknownParticipant,
 )
 from clinic_client.call.fanout import Frame, FrameFanout, pump
@@ -86,6 +91,8 @@ class RecoveryPolicy:
     connect_timeout_s: float = 15.0
     max_backoff_s: float = 30.0
     check_interval_s: float = 0.5
+    # Fresh peer connections tried in a row without connecting before giving up (None: never).
+    max_attempts: int | None = 6
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,7 @@ class _Slot:
     reason: str | None = None
     bad_since: float | None = None
     attempts: int = 0
+    failure: CallError | None = None
     stalled: bool = False
     last_rx_bytes: int = -1
     last_rx_at: float = 0.0
@@ -220,6 +228,10 @@ class Call:
     def state(self, participant_id: str) -> ParticipantState:
         """Current connection state with a participant."""
         return self._slot(participant_id).state
+
+    def failure(self, participant_id: str) -> CallError | None:
+        """Why the call gave up on a participant (``recovery_exhausted``), or None while it tries."""
+        return self._slot(participant_id).failure
 
     def peer(self, participant_id: str) -> CallPeer | None:
         """The current peer connection with a participant (diagnostics and tests)."""
@@ -618,13 +630,17 @@ class Call:
         elif not peer.closed_locally:
             self._set_state(slot, "failed", "closed_unexpectedly")
 
-    def _set_state(self, slot: _Slot, state: ParticipantState, reason: str | None) -> None:
+    def _set_state(
+        self, slot: _Slot, state: ParticipantState, reason: str | None, *, announce_same: bool = False
+    ) -> None:
+        if state == "failed" and slot.failure is not None:
+            reason = slot.failure.code  # given up: that stays the reason until it connects
         if state == slot.state and reason == slot.reason:
             return
         previous = slot.state
         slot.state = state
         slot.reason = reason
-        if state == previous:
+        if state == previous and not announce_same:
             return
         peer = slot.peer
         event = CallEvent(
@@ -718,6 +734,12 @@ class Call:
             if slot.state == "connected":
                 slot.attempts = 0
                 slot.bad_since = None
+                slot.failure = None
+            return
+        if slot.failure is not None:
+            return  # given up; only an offer from the other side can bring it back
+        if policy.max_attempts is not None and slot.attempts >= policy.max_attempts:
+            self._give_up(slot)
             return
         if slot.bad_since is None:
             slot.bad_since = now
@@ -735,6 +757,17 @@ class Call:
             slot.reason or "no offer",
         )
         await self._offer_fresh(slot, reason="recovering")
+
+    def _give_up(self, slot: _Slot) -> None:
+        last = slot.reason or "no_offer"
+        slot.failure = RecoveryExhausted(
+            f'Cannot connect to "{slot.participant_id}": {slot.attempts} attempts failed (last: {last})',
+            last_reason=last,
+            attempts=slot.attempts,
+        )
+        log.error("%s", slot.failure)
+        # Announced even when already failed (for another reason): listeners learn it is final.
+        self._set_state(slot, "failed", RecoveryExhausted.code, announce_same=True)
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ Grouped by what the caller can do about it::
     ├── InvalidSignal              400 invalid_signal          a malformed offer/answer/ice payload
     ├── NoIceCandidates            503 no_ice_candidates       no network path could be gathered
     │   └── RelayUnavailable       503 relay_unavailable       relay-only and TURN gave no relay
+    ├── RecoveryExhausted          503 recovery_exhausted      bounded attempts to reconnect all failed
     └── RelayPolicyViolation       500 relay_policy_violation  a non-relay path was selected
 
 Messages name the state that refused and never carry SDP, credentials or tokens.
@@ -66,6 +67,12 @@ class RelayUnavailable(NoIceCandidates):
     """Relay-only ICE got no relay candidate: TURN unreachable or credentials refused."""
 
     code, status, title = "relay_unavailable", 503, "TURN relay unavailable"
+
+
+class RecoveryExhausted(CallError):
+    """Every attempt to (re)connect a participant failed; the call stops trying on its own."""
+
+    code, status, title = "recovery_exhausted", 503, "Could not connect the participant"
 
 
 class RelayPolicyViolation(CallError):

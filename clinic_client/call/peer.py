@@ -4,6 +4,12 @@ A :class:`CallPeer` lives for one ``connection_id``. aiortc has no ICE restart, 
 recovering from a network drop means closing the peer and negotiating a new one (see
 :class:`clinic_client.call.Call`); a peer is never reused after it failed.
 
+Local media is attached when the first description is made, not before: for an offer in
+a fixed order (audio, video, both kinds always), for an answer *after* the remote offer
+is applied, onto the transceivers the offer created — so any m-line order is answered.
+(aiortc 1.16 with max-bundle gathers no candidate for an answer whose transceivers were
+added in another order than the offer's m-lines, e.g. a browser offering video first.)
+
 aiortc gathers every candidate inside ``setLocalDescription``, so our offers and answers
 carry all candidates (and ``a=end-of-candidates``) and we never trickle. Candidates
 trickled by a browser are accepted with :meth:`CallPeer.add_remote_candidate`, buffered
@@ -65,17 +71,13 @@ class CallPeer:
         self._closed_locally = False
         self._policy_close: asyncio.Future[None] | None = None
         self._local_tracks = [t for t in (audio, video) if t is not None]
+        self._audio = audio
+        self._video = video
+        self._media_attached = False
         self._pending_candidates: list[RTCIceCandidate | None] = []
         self._on_track = on_track
         self._on_state_change = on_state_change
         self._pc = RTCPeerConnection(configuration=ice.rtc_configuration())
-        # Fixed m-line order (audio, video) and always both kinds, so either side can
-        # receive even when it has nothing to send of that kind.
-        for kind, track in (("audio", audio), ("video", video)):
-            if track is not None:
-                self._pc.addTrack(track)
-            else:
-                self._pc.addTransceiver(kind, direction="recvonly")
         self._pc.on("track", self._handle_track)
         self._pc.on("connectionstatechange", self._handle_state_change)
 
@@ -120,6 +122,15 @@ class CallPeer:
     async def create_offer(self) -> str:
         """Create and apply a local offer; returns the SDP to send."""
         self._assert_open("create an offer")
+        if not self._media_attached:
+            # Fixed m-line order (audio, video) and always both kinds, so either side can
+            # receive even when it has nothing to send of that kind.
+            for kind, track in (("audio", self._audio), ("video", self._video)):
+                if track is not None:
+                    self._pc.addTrack(track)
+                else:
+                    self._pc.addTransceiver(kind, direction="recvonly")
+            self._media_attached = True
         await self._pc.setLocalDescription(await self._pc.createOffer())
         return self._outgoing_sdp()
 
@@ -127,9 +138,22 @@ class CallPeer:
         """Apply a remote offer and return our answer's SDP."""
         self._assert_open("accept an offer")
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if not self._media_attached:
+            self._attach_to_offer()
         await self._flush_candidates()
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         return self._outgoing_sdp()
+
+    def _attach_to_offer(self) -> None:
+        # The offer made one transceiver per m-line, in its order; addTrack reuses the first
+        # of the track's kind that sends nothing yet. A kind the offer lacks is not sent
+        # (an answer cannot add m-lines); a kind we lack stays receive-only.
+        for track in (self._audio, self._video):
+            if track is None:
+                continue
+            if any(t.kind == track.kind and t.sender.track is None for t in self._pc.getTransceivers()):
+                self._pc.addTrack(track)
+        self._media_attached = True
 
     async def accept_answer(self, sdp: str) -> None:
         """Apply the remote answer to our pending offer."""
