@@ -28,15 +28,19 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session
 
 from device_policy.errors import (
+    DevicePolicyError,
+    DeviceRevoked,
     InvalidPostureToken,
     InvalidRequestProof,
     KeyBindingMismatch,
     PostureTokenExpired,
     ProofReplayed,
+    UnknownDevice,
 )
 from device_policy.keys import b64url_decode
 from device_policy.posture_token import PostureClaims, verify_posture_token
 from device_policy.proof import MAX_PROOF_CHARS, verify_request_proof
+from server.audit import record_event
 from server.db import utcnow
 from server.devices.attest import load_active_device
 from server.devices.checks import failed_since_issue
@@ -63,6 +67,22 @@ class PostureContext:
     policy_version: str
 
 
+def record_refused_device(
+    *, session: Session, action: str, device_id: str, exc: DevicePolicyError, jti: str | None = None
+) -> None:
+    """Audit a request refused because of its device's state (``device_revoked``, ``unknown_device``)."""
+    record_event(
+        session=session,
+        action=action,
+        outcome="denied",
+        actor_id=device_id,
+        actor_role="device",
+        device_id=device_id,
+        authority_jti=jti,
+        detail={"reason": exc.code},
+    )
+
+
 def verify_posture(
     *,
     services: Services,
@@ -77,7 +97,14 @@ def verify_posture(
     """Verify a posture token, that its device is still active, and (given a proof) the key binding."""
     now = now or utcnow()
     claims = _verified_claims(services=services, token=token)
-    device = load_active_device(session=session, device_id=claims.device_id)
+    try:
+        device = load_active_device(session=session, device_id=claims.device_id)
+    except (DeviceRevoked, UnknownDevice) as exc:
+        # A token we signed, for a device that may no longer act: a decision worth keeping.
+        record_refused_device(
+            session=session, action="device.posture", device_id=claims.device_id, exc=exc, jti=claims.jti
+        )
+        raise
     if claims.jkt != device.key_thumbprint:
         raise KeyBindingMismatch(
             f'Posture token "{claims.jti}" is bound to a key device "{device.id}" no longer holds'

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from device_policy.attestation import signed_report_schema
-from device_policy.errors import DevicePolicyError
+from device_policy.errors import DevicePolicyError, DeviceRevoked
 from server.db import utcnow
 from server.deps import AdminUser, CompliantDevice, ServicesDep, SessionDep, StaffUser
 from server.devices import checks, enrolment, rooms
@@ -27,6 +27,7 @@ from server.devices.attest import (
 from server.devices.challenges import issue_challenge
 from server.devices.models import CheckOutcome, DeviceCheck, DeviceCreate, DevicePublic, DeviceStatus
 from server.devices.policy import active_policy
+from server.devices.posture import record_refused_device
 from server.devices.schemas import (
     AttestResponse,
     ChallengeResponse,
@@ -180,7 +181,12 @@ def device_policy(services: ServicesDep) -> PolicyPublic:
 @router.post("/devices/{device_id}/challenge", response_model=ChallengeResponse)
 def challenge(device_id: str, services: ServicesDep, session: SessionDep) -> ChallengeResponse:
     """Ask for a single-use attestation nonce (about two minutes) and the policy hash to sign."""
-    device = load_active_device(session=session, device_id=device_id)
+    try:
+        device = load_active_device(session=session, device_id=device_id)
+    except DeviceRevoked as exc:
+        # Only an enrolled device's id is recorded: an unknown one is the caller's text.
+        record_refused_device(session=session, action="device.challenge", device_id=device_id, exc=exc)
+        raise
     policy = active_policy(services.settings)
     issued = issue_challenge(session=session, device=device, policy=policy, now=utcnow())
     return ChallengeResponse(

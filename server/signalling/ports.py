@@ -313,15 +313,20 @@ class DevicePosture:
 
         def work() -> PostureGrant:
             with Session(self._services.engine, expire_on_commit=False) as session:
-                context = verify_posture(
-                    services=self._services,
-                    session=session,
-                    token=token,
-                    proof=proof,
-                    method="WS",
-                    url=url,
-                    nonce=nonce,
-                )
+                try:
+                    context = verify_posture(
+                        services=self._services,
+                        session=session,
+                        token=token,
+                        proof=proof,
+                        method="WS",
+                        url=url,
+                        nonce=nonce,
+                    )
+                except DevicePolicyError as exc:
+                    if 400 <= exc.status < 500:
+                        session.commit()  # a refusal's audit entry (e.g. a revoked device)
+                    raise
                 session.commit()
             return PostureGrant(
                 device_id=context.device_id,
