@@ -18,7 +18,9 @@ from server.identity.routes import router as identity_router
 from server.ops.middleware import RequestContextMiddleware
 from server.ops.routes import router as ops_router
 from server.records_wiring import records_router
+from server.security.headers import SecurityHeadersMiddleware
 from server.security.keys import ensure_signing_key
+from server.security.limits import RequestLimitsMiddleware, SizeLimits
 from server.services import Services
 from server.settings import Settings
 from server.signalling.routes import router as signalling_router
@@ -51,6 +53,16 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     )
     app.state.services = services
     install_error_handlers(app, library_errors=(DevicePolicyError, RecordsError))
+    # Innermost first: limits, then headers (also on the limits' errors), then the request id.
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        limits=SizeLimits(
+            max_header_bytes=settings.max_request_header_bytes,
+            max_body_bytes=settings.max_request_body_bytes,
+            max_document_bytes=settings.records_max_document_bytes,
+        ),
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=services.metrics)
     app.include_router(ops_router)
     app.include_router(identity_router)

@@ -86,6 +86,20 @@ class Settings(BaseSettings):
     )
     audit_checkpoint_interval: timedelta = Field(default=timedelta(seconds=5), gt=timedelta(0))
     records_max_document_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    max_request_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body (bytes) on every route but document import "
+        "(records_max_document_bytes); larger is refused with 413 payload_too_large before it is read.",
+    )
+    max_request_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=4096,
+        le=1024 * 1024,
+        description="Largest total of request header names and values (bytes); larger is refused "
+        "with 431 request_headers_too_large (telemed serve also caps uvicorn's parser near it).",
+    )
 
     turn_urls: list[str] = Field(default_factory=list)
     turn_secret: SecretStr | None = None
