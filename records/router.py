@@ -9,16 +9,17 @@ documents with ``Authorization: Bearer <join token>``. See ``docs/records.md``.
 # No ``from __future__ import annotations`` here: FastAPI must resolve the Annotated
 # dependency aliases built inside make_router at definition time.
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StringConstraints
 from sqlmodel import Session
 
 from records import breakglass, documents, grants, notes, patients, shares
@@ -56,6 +57,35 @@ __all__ = ["RecordsContext", "RecordsDeps", "make_router"]
 GRANT_HEADER = "X-Record-Grant"
 PROOF_HEADER = "X-Posture-Proof"
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+#: The largest ``offset`` a list accepts: far past any real list, and inside every database's
+#: integers and the audit trail's (an offset is recorded in the ``audit.query`` entry).
+MAX_OFFSET = 2**31 - 1
+Offset = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description=f"Rows to skip, 0 to {MAX_OFFSET} (422 beyond)")
+]
+
+# Same shape the audit trail refuses to store (records.audit.chain): a filter is recorded in
+# the ``audit.query`` entry, so a pasted token is refused here, as a 422, before anything runs.
+_TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def _not_a_token(value: str | None) -> str | None:
+    if value is not None and _TOKEN_LIKE.search(value):
+        raise ValueError("looks like a token; search by its jti, never the token itself")
+    return value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    try:
+        return None if value is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+IdFilter = Annotated[str | None, AfterValidator(_not_a_token)]
+Moment = Annotated[AwareDatetime | None, AfterValidator(_utc)]
+Category = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 
 @dataclass(frozen=True)
@@ -581,7 +611,7 @@ def make_router(deps: RecordsDeps) -> APIRouter:
         session: SessionDep,
         admin: AdminDep,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[PatientPublic]:
         """Registered patients by prison number (admin)."""
         found = patients.list_patients(
@@ -704,21 +734,38 @@ def make_router(deps: RecordsDeps) -> APIRouter:
         return AuditPagePublic(entries=[e.to_export() for e in page.entries], next_cursor=page.next_cursor)
 
     def audit_query(
-        patient_id: Annotated[str | None, Query(max_length=64)] = None,
-        actor_id: Annotated[str | None, Query(max_length=200)] = None,
-        device_id: Annotated[str | None, Query(max_length=200)] = None,
-        consultation_id: Annotated[str | None, Query(max_length=64)] = None,
-        authority_jti: Annotated[str | None, Query(max_length=200)] = None,
-        action: Annotated[str | None, Query(max_length=64)] = None,
-        category: Annotated[list[str] | None, Query(max_length=32)] = None,
+        patient_id: Annotated[IdFilter, Query(min_length=1, max_length=64)] = None,
+        actor_id: Annotated[IdFilter, Query(min_length=1, max_length=200)] = None,
+        device_id: Annotated[IdFilter, Query(min_length=1, max_length=200)] = None,
+        consultation_id: Annotated[IdFilter, Query(min_length=1, max_length=64)] = None,
+        authority_jti: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=200,
+                pattern=r"^[A-Za-z0-9_-]+$",
+                description="A token's jti (letters, digits, - and _), never the token itself",
+            ),
+        ] = None,
+        action: Annotated[
+            str | None, Query(min_length=3, max_length=64, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+        ] = None,
+        category: Annotated[list[Category] | None, Query(max_length=32)] = None,
         outcome: Annotated[list[Literal["allowed", "denied", "success", "failure"]] | None, Query()] = None,
-        purpose_of_use: Annotated[str | None, Query(max_length=32)] = None,
+        purpose_of_use: Annotated[str | None, Query(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")] = None,
         outside_consultation: bool = False,
-        since: Annotated[datetime | None, Query(alias="from")] = None,
-        until: Annotated[datetime | None, Query(alias="to")] = None,
+        since: Annotated[Moment, Query(alias="from", description="With a UTC offset, e.g. ...Z")] = None,
+        until: Annotated[Moment, Query(alias="to", description="With a UTC offset, e.g. ...Z")] = None,
         sort: Sort = "-ts",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Query(max_length=500)] = None,
+        cursor: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=500,
+                description="next_cursor of the previous page, same sort (else 422 invalid_cursor)",
+            ),
+        ] = None,
     ) -> AuditQuery:
         """Filters shared by every audit listing."""
         return AuditQuery(
@@ -764,7 +811,7 @@ def make_router(deps: RecordsDeps) -> APIRouter:
 
     @router.get("/audit/patients/{patient}/accesses", tags=["audit"])
     def audit_patient_accesses(
-        patient: str,
+        patient: Annotated[str, Path(min_length=1, max_length=64), AfterValidator(_not_a_token)],
         request: Request,
         session: SessionDep,
         admin: AdminDep,
@@ -841,7 +888,7 @@ def make_router(deps: RecordsDeps) -> APIRouter:
             Literal["pending", "approved", "rejected"] | None, Query(alias="status")
         ] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[BreakGlassPublic]:
         """The break-glass review queue (``status=pending``: oldest first)."""
         found = breakglass.list_break_glass(session=session, status=status_filter, limit=limit, offset=offset)

@@ -71,6 +71,10 @@ class AuditPage:
     next_cursor: str | None
 
 
+#: sequence numbers stay within what JSON and every database can hold (records.audit.chain)
+_MAX_SEQ = 2**53 - 1
+
+
 def _encode_cursor(sort: Sort, ts: str, seq: int) -> str:
     raw = json.dumps({"s": sort, "t": ts, "q": seq}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -84,6 +88,8 @@ def _decode_cursor(cursor: str, sort: Sort) -> tuple[str, int]:
         raise InvalidCursor("The cursor is not one this server handed out") from None
     if kind != sort or not isinstance(ts, str) or not isinstance(seq, int) or isinstance(seq, bool):
         raise InvalidCursor("The cursor belongs to another sort order; restart without it")
+    if not 0 <= seq <= _MAX_SEQ:
+        raise InvalidCursor("The cursor is not one this server handed out")
     return ts, seq
 
 
