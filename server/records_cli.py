@@ -231,7 +231,7 @@ def export(
     )
 
 
-def _checkpoint(settings: Settings, session: Session) -> None:
+def _checkpoint(settings: Settings, session: Session) -> bool:
     try:
         _kek, audit_key = key_paths(settings)
         key = load_audit_key(audit_key)
@@ -241,6 +241,8 @@ def _checkpoint(settings: Settings, session: Session) -> None:
         # Still export: the entries after the last checkpoint are reported as unanchored.
         session.rollback()
         err_console.print(f"[yellow]no new checkpoint ({exc.code}):[/yellow] {exc.message}")
+        return False
+    return True
 
 
 @audit_cli.command("verify")
@@ -319,7 +321,9 @@ def public_key(
 def checkpoint_now() -> None:
     """Sign a checkpoint over the current head of the log now."""
     with _database() as (settings, engine), Session(engine, expire_on_commit=False) as session:
-        _checkpoint(settings, session)
+        signed = _checkpoint(settings, session)
+    if not signed:
+        raise typer.Exit(1)
     console.print("Checkpoint up to date.")
 
 

@@ -122,6 +122,8 @@ def test_the_server_reports_a_rolled_back_head_as_truncated(
     report = client.get("/api/v1/audit/verify", headers=bearer(admin)).json()
     assert (report["ok"], report["problem"], report["first_bad_seq"]) == (False, "truncated", size - 1)
     assert f"covers {size} entries" in report["message"]
+    code, out = telemed(services.settings, "audit", "checkpoint")
+    assert code == 1 and "audit_log_corrupt" in out and f"covers {size} entries" in out, out
 
 
 def test_the_witness_refuses_a_rolled_back_head(
