@@ -15,6 +15,7 @@ from server.db import session_scope
 from server.devices.routes import router as devices_router
 from server.errors import install_error_handlers
 from server.identity.routes import router as identity_router
+from server.openapi import install_openapi
 from server.ops.middleware import RequestContextMiddleware
 from server.ops.routes import router as ops_router
 from server.records_wiring import records_router
@@ -72,4 +73,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(web_router)
     app.include_router(admin_router)
     app.include_router(records_router(services))
+    install_openapi(app)
     return app
