@@ -19,6 +19,7 @@ from server.ops.metrics import Metrics
 from server.records_runtime import RecordsRuntime
 from server.security.jwt import JwtService
 from server.security.keys import KeyRing
+from server.security.throttle import LoginThrottle, build_login_throttle
 from server.settings import Settings
 from server.signalling.factory import build_hub
 from server.signalling.hub import Hub
@@ -34,6 +35,7 @@ class Services:
     jwt: JwtService
     metrics: Metrics
     login_policy: LoginPolicy
+    login_throttle: LoginThrottle
     extras: dict[str, Any] = field(default_factory=dict)
     proof_replay: ProofReplayCache = field(default_factory=InMemoryProofReplayCache)
     hub: Hub | None = None
@@ -51,11 +53,10 @@ class Services:
             keys=keys,
             jwt=JwtService(keys=keys, issuer=settings.issuer, leeway_s=settings.jwt_leeway_s),
             metrics=Metrics(),
+            login_throttle=build_login_throttle(settings),
             login_policy=LoginPolicy(
                 access_ttl=settings.access_token_ttl,
                 refresh_ttl=settings.refresh_token_ttl,
-                lockout_threshold=settings.lockout_threshold,
-                lockout_duration=settings.lockout_duration,
             ),
         )
         replay = services.proof_replay = build_replay_cache(settings)
@@ -64,6 +65,11 @@ class Services:
             replay.close()
 
         services.extras.setdefault("shutdown", []).append(close_replay)
+
+        async def close_throttle() -> None:
+            services.login_throttle.store.close()
+
+        services.extras["shutdown"].append(close_throttle)
         services.hub = build_hub(services)
         services.records = RecordsRuntime(settings=settings, engine=engine)
         return services

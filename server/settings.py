@@ -60,8 +60,39 @@ class Settings(BaseSettings):
         default=timedelta(hours=24),
         description="How long a rotated-out key still verifies: the longest token lifetime.",
     )
-    lockout_threshold: int = Field(default=5, ge=1)
-    lockout_duration: timedelta = timedelta(minutes=15)
+    login_free_attempts_per_account_client: int = Field(
+        default=5, ge=1, le=100, description="Sign-in attempts at one username from one IP before delays."
+    )
+    login_free_attempts_per_account: int = Field(
+        default=20, ge=1, le=1000, description="Sign-in attempts at one username from any IP before delays."
+    )
+    login_free_attempts_per_client: int = Field(
+        default=20, ge=1, le=1000, description="Sign-in attempts at any username from one IP before delays."
+    )
+    login_backoff_base: timedelta = Field(
+        default=timedelta(seconds=2),
+        ge=timedelta(seconds=1),
+        le=timedelta(minutes=5),
+        description="First delay once a counter's free attempts are used; it doubles with each attempt.",
+    )
+    login_backoff_max: timedelta = Field(
+        default=timedelta(minutes=15),
+        ge=timedelta(seconds=1),
+        le=timedelta(hours=24),
+        description="Longest delay between sign-in attempts.",
+    )
+    login_throttle_window: timedelta = Field(
+        default=timedelta(hours=1),
+        ge=timedelta(minutes=1),
+        le=timedelta(days=7),
+        description="A sign-in counter is forgotten this long after its last attempt (>= login_backoff_max).",
+    )
+    login_trusted_client_ttl: timedelta = Field(
+        default=timedelta(days=30),
+        ge=timedelta(0),
+        le=timedelta(days=365),
+        description="How long an IP that completed a sign-in skips the per-account and per-IP counters.",
+    )
     admin_idle_timeout: timedelta = Field(
         default=timedelta(minutes=15),
         gt=timedelta(0),
@@ -143,6 +174,11 @@ class Settings(BaseSettings):
     def _refuse_insecure_outside_development(self) -> Self:
         if self.access_token_ttl > timedelta(minutes=15):
             raise ValueError("access_token_ttl must be at most 15 minutes")
+        if (
+            self.login_throttle_window < self.login_backoff_max
+            or self.login_backoff_base > self.login_backoff_max
+        ):
+            raise ValueError("login_backoff_base <= login_backoff_max <= login_throttle_window is required")
         if self.environment is Environment.DEVELOPMENT:
             return self
         secret = self.secret_key.get_secret_value()

@@ -1,11 +1,15 @@
 """Signing in to the admin console: password, then TOTP or a recovery code; enrolment on first use.
 
-The password step uses the same account lock as the API sign-in (``server.identity``): the
-same ``failed_logins`` counter, threshold and lock duration. A wrong second-factor code,
-or a replayed one, counts as a failed sign-in too, and only a completed second step
-clears the counter — otherwise someone holding the password could reset it between
-guesses at the code. Every attempt is audited (``admin.sign_in``, ``admin.second_factor``,
-``admin.enrol``), with the account's id when the account exists and never the text typed.
+Both steps go through the API sign-in's throttle (``server.security.throttle``, the public
+``LoginThrottle.begin`` / ``LoginAttempt``): the same counters per account + client, per
+account and per client, so one set of delays covers both ways in, and a throttled attempt
+answers ``429 login_throttled`` with ``Retry-After`` whether or not the account exists. A
+right password only takes its own count back (``passed_first_factor``); a wrong
+second-factor code, or a replayed one, counts as a failed attempt, and only a completed
+second step clears the account + client counter — otherwise someone holding the password
+could reset it between guesses at the code. Every attempt is audited (``admin.sign_in``,
+``admin.second_factor``, ``admin.enrol``), with the account's id when the account exists and
+never the text typed.
 """
 
 from __future__ import annotations
@@ -22,12 +26,11 @@ from server.admin.errors import CodeReused, InvalidCode
 from server.admin.events import Where, Who, record_admin
 from server.admin.models import AdminSecondFactor, AdminSession, SessionStage
 from server.admin.secretbox import SealedSecretUnreadable, open_totp_secret, seal_totp_secret
-from server.errors import AccessDenied, AccountLocked, InvalidCredentials, InvalidState
+from server.errors import AccessDenied, InvalidCredentials, InvalidState
 from server.identity.models import Role, User
-
-# The API sign-in's own failure counter, so that one lock covers both ways in.
-from server.identity.service import LoginPolicy, _count_failure
+from server.identity.service import LoginPolicy
 from server.security.passwords import hash_password, needs_rehash, verify_password
+from server.security.throttle import LoginAttempt, LoginThrottle, LoginThrottled
 
 Method = Literal["totp", "recovery_code"]
 
@@ -46,11 +49,21 @@ def _who(user: User | None, session_id: str | None = None) -> Who:
     return Who(user_id=user.id, establishment=user.establishment, session_id=session_id, role=user.role.value)
 
 
-def _locked(user: User, now: datetime) -> AccountLocked | None:
-    if user.locked_until is not None and user.locked_until > now:
-        retry = int((user.locked_until - now).total_seconds()) + 1
-        return AccountLocked("Too many failed sign-ins; try again later", retry_after_s=retry)
-    return None
+def _begin(
+    *, session: Session, throttle: LoginThrottle, username: str, user: User | None, where: Where, action: str
+) -> LoginAttempt:
+    try:
+        return throttle.begin(username=username, client=where.ip)
+    except LoginThrottled:
+        record_admin(
+            session=session,
+            action=action,
+            outcome="denied",
+            who=_who(user),
+            where=where,
+            detail={"reason": "login_throttled"},
+        )
+        raise
 
 
 def has_second_factor(*, session: Session, user_id: str) -> bool:
@@ -59,25 +72,23 @@ def has_second_factor(*, session: Session, user_id: str) -> bool:
 
 
 def check_password(
-    *, session: Session, policy: LoginPolicy, username: str, password: str, where: Where, now: datetime
+    *,
+    session: Session,
+    policy: LoginPolicy,
+    throttle: LoginThrottle,
+    username: str,
+    password: str,
+    where: Where,
+    now: datetime,
 ) -> PasswordAccepted:
-    """The first step: the password of an active admin account that is not locked."""
+    """The first step: the password of an active admin account, unless the throttle says wait."""
     user = session.exec(select(User).where(User.username == username.strip().lower())).first()
-    if user is not None and (locked := _locked(user, now)) is not None:
-        verify_password(user.password_hash, password)  # a locked account answers no faster
-        record_admin(
-            session=session,
-            action="admin.sign_in",
-            outcome="denied",
-            who=_who(user),
-            where=where,
-            detail={"reason": "account_locked"},
-        )
-        raise locked
+    attempt = _begin(
+        session=session, throttle=throttle, username=username, user=user, where=where, action="admin.sign_in"
+    )
     ok = verify_password(user.password_hash if user else None, password)
     if user is None or not ok or user.disabled:
-        if user is not None and not user.disabled:
-            _count_failure(session=session, policy=policy, user_id=user.id, now=now)
+        attempt.failed()
         record_admin(
             session=session,
             action="admin.sign_in",
@@ -87,6 +98,8 @@ def check_password(
             detail={"reason": "invalid_credentials"},
         )
         raise InvalidCredentials("Wrong username or password")
+    # The password was right: not a guess, but the counters clear only after the second step.
+    attempt.passed_first_factor()
     if user.role is not Role.ADMIN:
         record_admin(
             session=session,
@@ -117,8 +130,6 @@ def check_password(
 
 
 def _signed_in(*, session: Session, user: User, now: datetime) -> None:
-    user.failed_logins = 0
-    user.locked_until = None
     user.last_login_at = now
     session.add(user)
 
@@ -126,15 +137,14 @@ def _signed_in(*, session: Session, user: User, now: datetime) -> None:
 def _refuse_code(
     *,
     session: Session,
-    policy: LoginPolicy,
+    attempt: LoginAttempt,
     user: User,
     row: AdminSession,
     method: Method,
     error: InvalidCode | CodeReused,
     where: Where,
-    now: datetime,
 ) -> None:
-    _count_failure(session=session, policy=policy, user_id=user.id, now=now)
+    attempt.failed()
     record_admin(
         session=session,
         action="admin.second_factor",
@@ -160,6 +170,7 @@ def check_second_factor(
     *,
     session: Session,
     policy: LoginPolicy,
+    throttle: LoginThrottle,
     server_secret: bytes,
     row: AdminSession,
     code: str | None,
@@ -172,19 +183,24 @@ def check_second_factor(
     factor = session.get(AdminSecondFactor, row.user_id)
     if user is None or user.disabled or user.role is not Role.ADMIN or factor is None:
         raise InvalidState("This session cannot take a second factor", state=row.stage)
-    if (locked := _locked(user, now)) is not None:
-        raise locked
+    attempt = _begin(
+        session=session,
+        throttle=throttle,
+        username=user.username,
+        user=user,
+        where=where,
+        action="admin.second_factor",
+    )
     method: Method = "recovery_code" if recovery_code else "totp"
     if recovery_code:
         if not recovery.use_code(session=session, user_id=user.id, code=recovery_code, now=now):
             _refuse_code(
                 session=session,
-                policy=policy,
+                attempt=attempt,
                 user=user,
                 row=row,
                 method=method,
                 where=where,
-                now=now,
                 error=InvalidCode("That recovery code is not one of yours, or it has been used"),
             )
     else:
@@ -197,12 +213,11 @@ def check_second_factor(
         if step is None:
             _refuse_code(
                 session=session,
-                policy=policy,
+                attempt=attempt,
                 user=user,
                 row=row,
                 method=method,
                 where=where,
-                now=now,
                 error=InvalidCode(
                     "That code is not right; check the time on your phone and try the new code"
                 ),
@@ -210,14 +225,14 @@ def check_second_factor(
         elif not _accept_step(session=session, user_id=user.id, step=step):
             _refuse_code(
                 session=session,
-                policy=policy,
+                attempt=attempt,
                 user=user,
                 row=row,
                 method=method,
                 where=where,
-                now=now,
                 error=CodeReused("That code has already been used; wait for the next one"),
             )
+    attempt.succeeded()
     _signed_in(session=session, user=user, now=now)
     detail: dict[str, str | int] = {"method": method}
     if method == "recovery_code":

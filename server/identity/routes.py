@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, Field
 
 from server.admin.errors import OwnAccount
 from server.deps import AdminUser, CurrentPrincipal, CurrentUser, ServicesDep, SessionDep
 from server.errors import InvalidCredentials, NotFound
+from server.identity import login as signin
 from server.identity import service
+from server.identity.login import LoginSource
 from server.identity.models import Role, User, UserPublic
+from server.security.throttle import LoginThrottled
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 
@@ -52,20 +55,33 @@ def _pair(pair: service.TokenPair) -> TokenResponse:
     )
 
 
-@router.post("/auth/login", response_model=TokenResponse)
-def login(body: LoginRequest, services: ServicesDep, session: SessionDep) -> TokenResponse:
+@router.post(
+    "/auth/login",
+    response_model=TokenResponse,
+    responses={
+        401: {"description": "invalid_credentials (also for unknown and disabled users)"},
+        429: {"description": "login_throttled: too many attempts; Retry-After says when to try again"},
+    },
+)
+def login(body: LoginRequest, request: Request, services: ServicesDep, session: SessionDep) -> TokenResponse:
     """Sign in with username and password; returns a 15-minute access token and a refresh token."""
+    source = LoginSource(
+        ip=request.client.host if request.client else None,
+        request_id=getattr(request.state, "request_id", None),
+    )
     try:
-        pair = service.login(
+        pair = signin.login(
             session=session,
             jwt=services.jwt,
             policy=services.login_policy,
+            throttle=services.login_throttle,
             username=body.username,
             password=body.password,
+            source=source,
         )
-    except InvalidCredentials:
-        services.metrics.logins.labels("failed").inc()
-        session.commit()  # keep the failure count even though the request fails
+    except (InvalidCredentials, LoginThrottled) as exc:
+        services.metrics.logins.labels("throttled" if isinstance(exc, LoginThrottled) else "failed").inc()
+        session.commit()  # keep the audit entry even though the request fails
         raise
     services.metrics.logins.labels("ok").inc()
     return _pair(pair)

@@ -1,4 +1,4 @@
-"""Users, login, refresh-token rotation, lockout and logout. Knows nothing of HTTP."""
+"""Users, refresh-token rotation and logout (sign-in is ``server.identity.login``). Knows nothing of HTTP."""
 
 from __future__ import annotations
 
@@ -14,22 +14,18 @@ from sqlmodel import Session, col, select
 from server.audit import record_event
 from server.db import utcnow
 from server.errors import (
-    AccountLocked,
     AlreadyExists,
-    InvalidCredentials,
     InvalidToken,
     NotFound,
     RefreshTokenReused,
     ValidationFailed,
 )
-from server.identity.models import USERNAME_PATTERN, RefreshToken, Role, User, new_id
+from server.identity.models import USERNAME_PATTERN, RefreshToken, Role, User
 from server.security.jwt import JwtService
 from server.security.models import RevokedToken
 from server.security.passwords import (
     MIN_PASSWORD_LENGTH,
     hash_password,
-    needs_rehash,
-    verify_password,
 )
 
 log = logging.getLogger("telemed.identity")
@@ -39,12 +35,10 @@ ACCESS_AUDIENCE = "telemed-api"
 
 @dataclass(frozen=True)
 class LoginPolicy:
-    """How long tokens live and when an account locks."""
+    """How long tokens live (sign-in throttling: ``server.security.throttle``)."""
 
     access_ttl: timedelta
     refresh_ttl: timedelta
-    lockout_threshold: int
-    lockout_duration: timedelta
 
 
 @dataclass(frozen=True)
@@ -248,7 +242,7 @@ def _revoke_all_refresh(*, session: Session, user_id: str) -> None:
         session.add(row)
 
 
-def _issue_pair(
+def issue_pair(
     *, session: Session, jwt: JwtService, policy: LoginPolicy, user: User, family_id: str
 ) -> TokenPair:
     access = jwt.issue(
@@ -272,56 +266,6 @@ def _issue_pair(
         expires_in=int(policy.access_ttl.total_seconds()),
         user=user,
     )
-
-
-def login(
-    *, session: Session, jwt: JwtService, policy: LoginPolicy, username: str, password: str
-) -> TokenPair:
-    """Check a password and open a session; repeated failures lock the account for a while.
-
-    An unknown user, a disabled user and a wrong password all answer ``invalid_credentials``
-    in the same time, so a caller cannot learn which accounts exist.
-    """
-    now = utcnow()
-    user = session.exec(select(User).where(User.username == username.strip().lower())).first()
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        # The hash is still checked, so a locked account answers no faster than an open one.
-        verify_password(user.password_hash, password)
-        retry = int((user.locked_until - now).total_seconds()) + 1
-        raise AccountLocked("Too many failed sign-ins; try again later", retry_after_s=retry)
-    ok = verify_password(user.password_hash if user else None, password)
-    if user is None or not ok or user.disabled:
-        if user is not None and not user.disabled:
-            _count_failure(session=session, policy=policy, user_id=user.id, now=now)
-        raise InvalidCredentials("Wrong username or password")
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
-    if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    session.add(user)
-    return _issue_pair(session=session, jwt=jwt, policy=policy, user=user, family_id=new_id())
-
-
-def _count_failure(*, session: Session, policy: LoginPolicy, user_id: str, now: datetime) -> None:
-    # Counted in the database, not in Python: guesses sent in parallel must each count.
-    failures = (
-        session.connection()
-        .execute(
-            update(User)
-            .where(col(User.id) == user_id)
-            .values(failed_logins=col(User.failed_logins) + 1)
-            .returning(col(User.failed_logins))
-        )
-        .scalar_one()
-    )
-    if failures >= policy.lockout_threshold:
-        session.connection().execute(
-            update(User)
-            .where(col(User.id) == user_id)
-            .values(locked_until=now + policy.lockout_duration, failed_logins=0)
-        )
-        log.warning("account locked after repeated failures", extra={"user_id": user_id})
 
 
 def _reused(*, session: Session, row: RefreshToken, now: datetime) -> RefreshTokenReused:
@@ -364,7 +308,7 @@ def refresh(*, session: Session, jwt: JwtService, policy: LoginPolicy, refresh_t
     )
     if claimed.rowcount != 1:
         raise _reused(session=session, row=row, now=now)
-    return _issue_pair(session=session, jwt=jwt, policy=policy, user=user, family_id=row.family_id)
+    return issue_pair(session=session, jwt=jwt, policy=policy, user=user, family_id=row.family_id)
 
 
 def revoke_jti(*, session: Session, jti: str, expires_at: datetime, reason: str) -> None:

@@ -1,18 +1,19 @@
-"""Sign-in, lockout, refresh rotation with reuse detection, logout, user admin — on both databases."""
+"""Sign-in, refresh rotation with reuse detection, logout, user admin — on both databases.
+
+Throttling of failed sign-ins is in tests/server/identity/test_login_throttle.py.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 
 import httpx
 import pytest
 from argon2 import PasswordHasher, extract_parameters
 from fastapi.testclient import TestClient
-from sqlmodel import select
 
-from server.db import session_scope, utcnow
+from server.db import session_scope
 from server.errors import ValidationFailed
 from server.identity.models import Role, User
 from server.services import Services
@@ -44,27 +45,6 @@ def test_wrong_password_and_unknown_user_answer_the_same(client: TestClient, ser
     assert wrong.json()["detail"] == unknown.json()["detail"]
 
 
-def test_lockout_after_repeated_failures(client: TestClient, services: Services) -> None:
-    add_user(services, "alice")
-    threshold = services.settings.lockout_threshold
-    for _ in range(threshold):
-        resp = client.post("/api/v1/auth/login", json={"username": "alice", "password": "wrong password!"})
-        assert resp.json()["code"] == "invalid_credentials"
-    locked = client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
-    assert locked.status_code == 423
-    assert locked.json()["code"] == "account_locked"
-    assert int(locked.headers["Retry-After"]) > 0
-    assert PASSWORD not in locked.text
-    # The lock is for a while, not for ever: once it has run out the right password works.
-    with session_scope(services.engine) as session:
-        alice = session.exec(select(User).where(User.username == "alice")).one()
-        assert alice.locked_until is not None
-        alice.locked_until = utcnow() - timedelta(seconds=1)
-    assert (
-        client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD}).status_code == 200
-    )
-
-
 def _at_once(n: int, request: Callable[[], httpx.Response]) -> list[httpx.Response]:
     """Send ``n`` requests from ``n`` threads released together (the server handles them in parallel)."""
     start = threading.Barrier(n)
@@ -81,18 +61,6 @@ def _at_once(n: int, request: Callable[[], httpx.Response]) -> list[httpx.Respon
         thread.join(timeout=60)
     assert len(answers) == n
     return answers
-
-
-def test_guessing_in_parallel_still_locks_the_account(client: TestClient, services: Services) -> None:
-    add_user(services, "alice")
-    threshold = services.settings.lockout_threshold
-    guesses = _at_once(
-        threshold * 3,
-        lambda: client.post("/api/v1/auth/login", json={"username": "alice", "password": "wrong password!"}),
-    )
-    assert {r.json()["code"] for r in guesses} <= {"invalid_credentials", "account_locked"}
-    locked = client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
-    assert locked.status_code == 423 and locked.json()["code"] == "account_locked"
 
 
 def test_disabled_user_cannot_sign_in_and_loses_sessions(client: TestClient, services: Services) -> None:

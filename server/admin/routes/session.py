@@ -49,6 +49,7 @@ def sign_in(
     accepted = signin.check_password(
         session=session,
         policy=services.login_policy,
+        throttle=services.login_throttle,
         username=body.username,
         password=body.password,
         where=came_from,
@@ -106,6 +107,7 @@ def second_factor(
     signin.check_second_factor(
         session=session,
         policy=services.login_policy,
+        throttle=services.login_throttle,
         server_secret=server_secret(services),
         row=console.row,
         code=body.code,

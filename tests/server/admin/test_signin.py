@@ -160,21 +160,21 @@ def test_a_recovery_code_signs_in_once(signed_in: Console) -> None:
     assert again.status_code == 401 and problem(again)["code"] == "invalid_code"
 
 
-def test_wrong_passwords_and_wrong_codes_lock_the_account_like_the_api_sign_in(
+def test_wrong_passwords_and_wrong_codes_are_throttled_like_the_api_sign_in(
     signed_in: Console, settings: Settings
 ) -> None:
     signed_in.delete("/admin/api/session")
     # Wrong second-factor codes count: the password alone cannot reset the count between guesses.
-    for _ in range(settings.lockout_threshold - 1):
+    for _ in range(settings.login_free_attempts_per_account_client - 1):
         assert signed_in.sign_in().status_code == 200
         assert signed_in.second_factor(code="12345").status_code == 401
     assert signed_in.sign_in(password="wrong password!").status_code == 401
-    locked = signed_in.sign_in()
-    assert locked.status_code == 423 and problem(locked)["code"] == "account_locked"
-    assert int(locked.headers["retry-after"]) > 0
-    # The API sign-in shares the lock.
+    throttled = signed_in.sign_in()
+    assert throttled.status_code == 429 and problem(throttled)["code"] == "login_throttled"
+    assert int(throttled.headers["retry-after"]) > 0
+    # The API sign-in shares the throttle.
     api = signed_in.client.post("/api/v1/auth/login", json={"username": "root", "password": PASSWORD})
-    assert api.status_code == 423
+    assert api.status_code == 429
 
 
 def test_only_admins_and_only_with_the_right_password(console: Console, services: Services) -> None:
