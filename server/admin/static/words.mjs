@@ -91,6 +91,7 @@ export function problemWords(error) {
     network_error: 'The server cannot be reached. Check the connection and try again.',
     invalid_credentials: 'The username or password is not right. Check them and try again.',
     account_locked: 'This account is locked for a while after too many attempts. Try again later, or ask another admin.',
+    login_throttled: 'Too many sign-in attempts. Wait a little, then try again.',
     invalid_code: 'That code is not right. Type the code your phone shows now.',
     code_reused: 'That code has already been used. Wait for the next code on your phone, then type it.',
     csrf_refused: 'This page is out of date. Reload it and try again.',

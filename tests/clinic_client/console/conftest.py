@@ -123,7 +123,7 @@ def static_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def clinic(make_scene: SceneFactory, static_dir: Path) -> Clinic:
     """The server (development mode), users, patient, room endpoint and an enrolled laptop."""
-    scene = make_scene(environment=Environment.DEVELOPMENT, lockout_threshold=3)
+    scene = make_scene(environment=Environment.DEVELOPMENT, login_free_attempts_per_account_client=3)
     add_user(scene.services, "root", role=Role.ADMIN, display_name="Admin Root")
     add_user(scene.services, "dr.special", role=Role.SPECIALIST, display_name="Dr Special")
     laptop = enrol_simulated_laptop(scene)

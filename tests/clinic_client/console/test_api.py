@@ -45,9 +45,9 @@ async def test_a_wrong_password_then_a_locked_account_in_plain_words(page: Page)
     for _ in range(2):
         await page.post("/api/sign-in", json={"username": "doctor", "password": "still wrong"})
     locked = await page.post("/api/sign-in", json={"username": "doctor", "password": PASSWORD})
-    assert locked.status_code == 423
+    assert locked.status_code == 429
     body = locked.json()
-    assert body["code"] == "account_locked"
+    assert body["code"] == "login_throttled"
     assert body["retry_after_s"] > 0
     assert locked.headers["retry-after"] == str(body["retry_after_s"])
     assert (await page.get("/api/state")).json()["signed_in"] is False

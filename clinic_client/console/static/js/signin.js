@@ -8,12 +8,15 @@ function signInError(err) {
   switch (err.code) {
     case 'invalid_credentials':
       return 'The username or password is not right. Check them and try again.';
+    case 'login_throttled':
     case 'account_locked': {
       const seconds = Number(err.body && err.body.retry_after_s);
       const minutes = Number.isFinite(seconds) && seconds > 0 ? Math.ceil(seconds / 60) : null;
       const wait = minutes === null ? 'a few minutes'
         : minutes === 1 ? '1 minute' : `${minutes} minutes`;
-      return `This account is locked after too many wrong passwords. Try again in ${wait}, or ask your healthcare admin to unlock it.`;
+      return err.code === 'login_throttled'
+        ? `Too many sign-in attempts. Try again in ${wait}.`
+        : `This account is locked after too many wrong passwords. Try again in ${wait}, or ask your healthcare admin to unlock it.`;
     }
     case 'not_a_clinician':
       return 'Only clinicians can use this console. Sign in with a clinician’s account.';
