@@ -11,6 +11,7 @@ import base64
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -93,14 +94,22 @@ def ensure_signing_key(*, session: Session, secret: bytes) -> None:
 
 
 class KeyRing:
-    """The keys in memory, refreshed from the database when a token names an unknown kid."""
+    """The keys in memory, refreshed from the database every ``REFRESH_S`` and on an unknown kid.
 
-    #: at most one reload per this many seconds, so forged kids cannot hammer the database
+    The periodic refresh is how a running process picks up ``telemed keys rotate`` (run by
+    another process): within ``REFRESH_S`` it signs with the new key, publishes it in the JWKS,
+    keeps verifying the retired ones until their ``verify_until``, and drops them after.
+    """
+
+    #: at most one reload per this many seconds for an unknown kid, so forged kids cannot hammer the database
     RELOAD_INTERVAL_S = 5.0
+    #: the longest a process keeps signing with a key after it was rotated out
+    REFRESH_S = 30.0
 
-    def __init__(self, *, engine: Engine, secret: bytes) -> None:
+    def __init__(self, *, engine: Engine, secret: bytes, clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
         self._secret = secret
+        self._clock = clock
         self._lock = threading.Lock()
         self._keys: dict[str, LoadedKey] = {}
         self._signer: LoadedKey | None = None
@@ -138,11 +147,14 @@ class KeyRing:
             if private_pem and (signer is None or key.created_at > signer.created_at):
                 signer = key
         with self._lock:
-            self._keys, self._signer, self._loaded_at = keys, signer, time.monotonic()
+            self._keys, self._signer, self._loaded_at = keys, signer, self._clock()
+
+    def _stale(self) -> bool:
+        return self._clock() - self._loaded_at > self.REFRESH_S
 
     def signer(self) -> LoadedKey:
         """The key new tokens are signed with."""
-        if self._signer is None:
+        if self._signer is None or self._stale():
             self.load()
         if self._signer is None:
             raise RuntimeError("no active signing key; run `telemed db upgrade` or `telemed keys rotate`")
@@ -150,14 +162,16 @@ class KeyRing:
 
     def verifier(self, kid: str) -> LoadedKey | None:
         """The key for ``kid``, reloading once if it is new to this process."""
+        if self._stale():
+            self.load()
         key = self._keys.get(kid)
-        if key is None and time.monotonic() - self._loaded_at > self.RELOAD_INTERVAL_S:
+        if key is None and self._clock() - self._loaded_at > self.RELOAD_INTERVAL_S:
             self.load()
             key = self._keys.get(kid)
         return key
 
     def jwks(self) -> dict[str, Any]:
         """The public keys as a JWK Set, for ``/.well-known/jwks.json``."""
-        if not self._keys:
+        if not self._keys or self._stale():
             self.load()
         return {"keys": [k.public_jwk for k in sorted(self._keys.values(), key=lambda k: k.created_at)]}
