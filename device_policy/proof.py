@@ -65,12 +65,20 @@ class RequestProof(BaseModel):
         return key_thumbprint(load_public_jwk(self.jwk))
 
 
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
 def normalize_htu(url: str) -> str:
-    """The URL as proofs carry it: scheme and host lower-cased, no query or fragment."""
+    """The URL as proofs carry it: scheme and host lower-cased, no default port, query or fragment."""
     parts = urlsplit(url)
     if not parts.scheme or not parts.netloc:
         raise ValueError("a proof URL needs a scheme and a host")
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", "", ""))
+    scheme, netloc = parts.scheme.lower(), parts.netloc.lower()
+    # "wss://h:443/x" and "wss://h/x" are one URL; a client library may send either Host.
+    default = _DEFAULT_PORTS.get(scheme)
+    if default is not None and netloc.endswith(f":{default}") and not netloc.endswith("]"):
+        netloc = netloc.removesuffix(f":{default}")
+    return urlunsplit((scheme, netloc, parts.path or "/", "", ""))
 
 
 def sign_request_proof(

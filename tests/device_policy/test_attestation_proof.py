@@ -177,3 +177,18 @@ def test_normalize_htu_needs_an_absolute_url() -> None:
         normalize_htu("/api/records")
 
     assert normalize_htu("wss://Telemed.Example") == "wss://telemed.example/"
+
+
+@pytest.mark.parametrize(
+    ("url", "htu"),
+    [
+        ("wss://Telemed.Example:443/ws/v1/signalling?x=1#f", "wss://telemed.example/ws/v1/signalling"),
+        ("ws://127.0.0.1:80/ws/v1/signalling", "ws://127.0.0.1/ws/v1/signalling"),
+        ("https://h.example:443/api", "https://h.example/api"),
+        ("ws://127.0.0.1:8000/ws/v1/signalling", "ws://127.0.0.1:8000/ws/v1/signalling"),
+        ("wss://h.example:8443/ws/v1/signalling", "wss://h.example:8443/ws/v1/signalling"),
+        ("wss://[::1]:443/ws", "wss://[::1]/ws"),
+    ],
+)
+def test_normalize_htu_drops_only_the_default_port(url: str, htu: str) -> None:
+    assert normalize_htu(url) == htu
