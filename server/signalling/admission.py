@@ -24,7 +24,7 @@ from server.signalling.attestation import Attestation
 from server.signalling.connection import Connection
 from server.signalling.context import HubContext
 from server.signalling.ice import IceRenewal
-from server.signalling.ports import JoinGrant, PostureGrant, Refusal
+from server.signalling.ports import AuditRecord, ConsultationFacts, JoinGrant, PostureGrant, Refusal
 from server.signalling.presence import CONSULTATION_FIELD, ParticipantRecord, RecordStatus
 from server.signalling.protocol import (
     Ack,
@@ -40,7 +40,7 @@ from server.signalling.protocol import (
     Welcome,
 )
 from server.signalling.room import Room
-from server.signalling.roster import CLOSED_STATES, Change, Roster, replace
+from server.signalling.roster import CLOSED_STATES, UNCHANGED, Change, Roster, replace
 
 log = logging.getLogger("telemed.signalling")
 
@@ -68,14 +68,58 @@ class Admission:
     # --- join ------------------------------------------------------------------------------
 
     async def join(self, conn: Connection, hello: Hello) -> Room:
-        """Authenticate and authorise a ``hello``; welcome the socket into its room."""
-        grant = await self.ctx.consultations.verify_join_token(hello.join_token)
-        facts = await self.ctx.consultations.lookup(grant.consultation_id)
-        if facts.state in CLOSED_STATES:
-            raise _closed(facts.state)
-        posture = await self.attestation.at_join(conn, grant, hello)
-        if grant.role == "host":
-            facts = await self.ctx.consultations.host_present(grant.consultation_id)
+        """Authenticate and authorise a ``hello``; welcome the socket into its room (refusals audited)."""
+        grant: JoinGrant | None = None
+        facts: ConsultationFacts | None = None
+        try:
+            grant = await self.ctx.consultations.verify_join_token(hello.join_token)
+            facts = await self.ctx.consultations.lookup(grant.consultation_id)
+            if facts.state in CLOSED_STATES:
+                raise _closed(facts.state)
+            posture = await self.attestation.at_join(conn, grant, hello)
+            if grant.role == "host":
+                facts = await self.ctx.consultations.host_present(grant.consultation_id)
+            return await self._join_room(conn, hello, grant, facts, posture)
+        except Refusal as refusal:
+            await self._refused(conn, refusal, grant, facts)
+            raise
+
+    async def _refused(
+        self, conn: Connection, refusal: Refusal, grant: JoinGrant | None, facts: ConsultationFacts | None
+    ) -> None:
+        """Audit a refused ``hello``: why, from where; the token's jti only once it verified."""
+        if refusal.code is ErrorCode.AUDIT_UNAVAILABLE:
+            return  # the log cannot be written: the refusal itself says so
+        detail: dict[str, Any] = {"reason": refusal.code.value}
+        if refusal.cause and refusal.cause != refusal.code.value:
+            detail["cause"] = refusal.cause
+        event = AuditRecord(
+            action="signalling.join_refused",
+            outcome="denied",
+            actor_id=grant.participant_id if grant else None,
+            actor_role=grant.role if grant else None,
+            consultation_id=grant.consultation_id if grant else None,
+            patient_id=facts.patient_id if facts else None,
+            device_id=grant.device_id if grant else None,
+            authority_jti=grant.jti if grant else None,
+            ip=conn.ip,
+            request_id=conn.request_id,
+            detail=detail,
+        )
+        try:
+            await self.ctx.audit.record(event)
+        except Refusal:
+            # Refused either way (fail closed); DbAudit has logged the failed write.
+            log.error("a refused join could not be audited", extra={"reason": refusal.code.value})
+
+    async def _join_room(
+        self,
+        conn: Connection,
+        hello: Hello,
+        grant: JoinGrant,
+        facts: ConsultationFacts,
+        posture: PostureGrant | None,
+    ) -> Room:
         room = await self.roster.acquire(grant.consultation_id)
         try:
             room.patient_id = facts.patient_id
@@ -134,6 +178,18 @@ class Admission:
 
         change = await self.roster.update(room, grant.participant_id, mutate)
         assert change is not None and change.new is not None  # noqa: S101 - mutate always writes
+        try:
+            # Committed before anyone hears of the join; without it the join is undone.
+            await self.ctx.record(
+                "signalling.joined",
+                room,
+                actor=change.new,
+                conn=conn,
+                detail={"resumed": resumed, "status": change.new.status},
+            )
+        except Refusal:
+            await self._undo(room, change, conn.id)
+            raise
         conn.grant = grant
         conn.posture = posture
         previous = room.local.get(grant.participant_id)
@@ -150,13 +206,6 @@ class Admission:
         await self.roster.announce(room, "resumed" if resumed else "joined", change, reason=None, skip=conn)
         self.attestation.watch(conn, room)
         self.ice.watch(conn, room)
-        self.ctx.record(
-            "signalling.joined",
-            room,
-            actor=record,
-            conn=conn,
-            detail={"resumed": resumed, "status": record.status},
-        )
         log.info(
             "participant joined",
             extra={
@@ -166,6 +215,20 @@ class Admission:
                 "jti": grant.jti,
             },
         )
+
+    async def _undo(self, room: Room, change: Change, conn_id: str) -> None:
+        """Put a participant's record back as it was before ``change`` (its audit entry failed)."""
+        new = change.new
+
+        def mutate(current: ParticipantRecord | None) -> Any:
+            if current is None or new is None or current.conn != conn_id or current.status != new.status:
+                return UNCHANGED  # someone changed it since: theirs stands
+            return change.old
+
+        try:
+            await self.roster.update(room, new.id if new else "", mutate)
+        except Refusal:
+            log.error("could not undo an unaudited change", extra={"consultation_id": room.id})
 
     def _welcome(
         self,
@@ -233,8 +296,9 @@ class Admission:
         change = await self._set_status(
             room, message.participant, allowed=frozenset({"waiting"}), to="admitted", action="admit"
         )
+        await self._audited(conn, room, "admitted", host, change)
         await self.roster.announce(room, "admitted", change, reason=None)
-        self._done(conn, room, "admitted", host, message.participant, message.id)
+        self._ack(conn, message.id)
 
     async def deny(self, conn: Connection, room: Room, message: Deny) -> None:
         """Host: refuse a waiting (or suspended) participant for good."""
@@ -242,8 +306,9 @@ class Admission:
         change = await self._set_status(
             room, message.participant, allowed=frozenset({"waiting", "suspended"}), to="denied", action="deny"
         )
+        await self._audited(conn, room, "denied", host, change)
         await self.roster.announce(room, "denied", change, reason=message.reason)
-        self._done(conn, room, "denied", host, message.participant, message.id)
+        self._ack(conn, message.id)
 
     async def return_to_waiting(self, conn: Connection, room: Room, message: ReturnToWaiting) -> None:
         """Host: admitted → waiting."""
@@ -255,47 +320,53 @@ class Admission:
             to="waiting",
             action="return to waiting",
         )
+        await self._audited(conn, room, "returned", host, change)
         await self.roster.announce(room, "returned", change, reason=message.reason or "returned_by_host")
-        self._done(conn, room, "returned", host, message.participant, message.id)
+        self._ack(conn, message.id)
 
     async def start(self, conn: Connection, room: Room, message: Start) -> None:
         """Host: the consultation goes live (the consultation service checks identity and consent)."""
         host = self._host(conn, room, "start")
         assert conn.grant is not None and conn.grant.user_id is not None  # noqa: S101 - a joined host
-        facts = await self.ctx.consultations.start(room.id, conn.grant.user_id)
+        audit = self.ctx.audit_record("signalling.started", room, actor=host, conn=conn)
+        facts = await self.ctx.consultations.start(room.id, conn.grant.user_id, audit)
         await self.roster.set_state(room, facts.state, reason=None)
-        self._done(conn, room, "started", host, None, message.id)
+        self._ack(conn, message.id)
 
     async def end(self, conn: Connection, room: Room, message: End) -> None:
         """Host: end the consultation; every socket is told and closed (4410)."""
         host = self._host(conn, room, "end")
         reason = message.reason or "ended by host"
         assert conn.grant is not None  # noqa: S101 - joined
-        await self.ctx.consultations.end(room.id, conn.grant.user_id, reason)
-        self._done(conn, room, "ended", host, None, None, detail={"reason": reason})
+        audit = self.ctx.audit_record(
+            "signalling.ended", room, actor=host, conn=conn, detail={"reason": reason}
+        )
+        # The entry commits with the consultation's end (one transaction), before anyone hears of it.
+        await self.ctx.consultations.end(room.id, conn.grant.user_id, reason, audit)
         # The ack goes out between the host's consultation.ended and its close (4410).
         ack = (conn, Ack(ref=message.id).wire()) if message.id else None
         await self.roster.set_state(room, "ended", reason=reason, ack=ack)
         await self.roster.clear(room)
 
-    def _done(
-        self,
-        conn: Connection,
-        room: Room,
-        what: str,
-        host: ParticipantRecord,
-        participant: str | None,
-        ref: str | None,
-        *,
-        detail: dict[str, Any] | None = None,
+    async def _audited(
+        self, conn: Connection, room: Room, what: str, host: ParticipantRecord, change: Change
     ) -> None:
-        self.ctx.record(
-            f"signalling.{what}",
-            room,
-            actor=host,
-            conn=conn,
-            detail=detail or ({"participant": participant} if participant else None),
-        )
+        """Commit the host's decision to the audit log before anyone hears of it; undo it if that fails."""
+        subject = change.new or change.old
+        try:
+            await self.ctx.record(
+                f"signalling.{what}",
+                room,
+                actor=host,
+                conn=conn,
+                detail={"participant": subject.id if subject else None},
+            )
+        except Refusal:
+            await self._undo(room, change, subject.conn if subject else "")
+            raise
+
+    @staticmethod
+    def _ack(conn: Connection, ref: str | None) -> None:
         if ref:
             conn.send(Ack(ref=ref).wire())
 

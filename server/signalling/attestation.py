@@ -113,8 +113,7 @@ class Attestation:
         change = await self.roster.update(room, participant_id, mutate)
         if change is None or change.new is None:
             return
-        await self.roster.announce(room, "suspended", change, reason=reason)
-        self.ctx.record(
+        await self.ctx.record_standing(
             "signalling.suspended",
             room,
             actor=None,
@@ -122,6 +121,7 @@ class Attestation:
             denied=True,
             detail={"participant": participant_id, "reason": reason},
         )
+        await self.roster.announce(room, "suspended", change, reason=reason)
         log.info(
             "participant suspended",
             extra={"consultation_id": room.id, "participant": participant_id, "reason": reason},
@@ -137,11 +137,23 @@ class Attestation:
         change = await self.roster.update(room, conn.participant_id, mutate)
         if change is None or change.new is None:
             return
-        event = "admitted" if change.new.status == "admitted" else "returned"
+        new = change.new
+        try:
+            # Rights come back only once that is on record.
+            await self.ctx.record(
+                "signalling.reinstated", room, actor=new, conn=conn, detail={"status": new.status}
+            )
+        except Refusal:
+
+            def undo(current: ParticipantRecord | None) -> Any:
+                if current is None or current.conn != new.conn or current.status != new.status:
+                    return UNCHANGED
+                return change.old
+
+            await self.roster.update(room, conn.participant_id, undo)
+            raise
+        event = "admitted" if new.status == "admitted" else "returned"
         await self.roster.announce(room, event, change, reason="posture_restored")
-        self.ctx.record(
-            "signalling.reinstated", room, actor=change.new, conn=conn, detail={"status": change.new.status}
-        )
 
     async def suspend_device_here(self, device_id: str, reason: str) -> None:
         """Suspend ``device_id`` wherever this node holds its socket."""

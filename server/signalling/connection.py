@@ -65,6 +65,7 @@ class Connection:
         self.detached = False
         client = websocket.client
         self.ip = client.host if client else None
+        self.request_id: str | None = getattr(websocket.state, "request_id", None)
 
     @property
     def participant_id(self) -> str:

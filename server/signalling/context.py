@@ -72,7 +72,39 @@ class HubContext:
             child = self._counters[key] = self.metrics.ws_messages.labels(kind, outcome)
         child.inc()
 
-    def record(
+    def audit_record(
+        self,
+        action: str,
+        room: Room,
+        *,
+        actor: ParticipantRecord | None,
+        conn: Connection | None = None,
+        subject: ParticipantRecord | None = None,
+        denied: bool = False,
+        detail: dict[str, Any] | None = None,
+    ) -> AuditRecord:
+        """One audit event about ``room``, not yet written (to write it with a state change)."""
+        about = actor or subject
+        authority: str | None
+        if conn is not None and conn.grant is not None:
+            authority = conn.grant.jti
+        else:
+            authority = about.join_jti if about else None
+        return AuditRecord(
+            action=action,
+            outcome="denied" if denied else "success",
+            actor_id=actor.id if actor else None,
+            actor_role=actor.role if actor else "system",
+            consultation_id=room.id,
+            patient_id=room.patient_id,
+            device_id=about.device_id if about else None,
+            authority_jti=authority,
+            ip=conn.ip if conn else None,
+            request_id=conn.request_id if conn else None,
+            detail=detail,
+        )
+
+    async def record_standing(
         self,
         action: str,
         room: Room,
@@ -83,24 +115,38 @@ class HubContext:
         denied: bool = False,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Queue one audit event about ``room`` (written by the audit sink in a worker thread)."""
-        about = actor or subject
-        authority: str | None
-        if conn is not None and conn.grant is not None:
-            authority = conn.grant.jti
-        else:
-            authority = about.join_jti if about else None
-        self.audit.record(
-            AuditRecord(
-                action=action,
-                outcome="denied" if denied else "success",
-                actor_id=actor.id if actor else None,
-                actor_role=actor.role if actor else "system",
-                consultation_id=room.id,
-                patient_id=room.patient_id,
-                device_id=about.device_id if about else None,
-                authority_jti=authority,
-                ip=conn.ip if conn else None,
-                detail=detail,
+        """Write the entry of a change that stands even unaudited (it only takes rights away).
+
+        A suspension or a departure cannot be refused (nobody asked; refusing would keep a
+        participant in the call): it happens, and a failed write is logged as an error and
+        counted in ``telemed_signalling_messages_total{type="audit",outcome="audit_unavailable"}``.
+        """
+        try:
+            await self.record(
+                action, room, actor=actor, conn=conn, subject=subject, denied=denied, detail=detail
+            )
+        except Exception:
+            self.count("audit", "audit_unavailable")
+            log.error("a signalling change stands without its audit entry", extra={"action": action})
+
+    async def record(
+        self,
+        action: str,
+        room: Room,
+        *,
+        actor: ParticipantRecord | None,
+        conn: Connection | None = None,
+        subject: ParticipantRecord | None = None,
+        denied: bool = False,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Write one audit event about ``room``; returns once it is committed.
+
+        Raises the ``audit_unavailable`` :class:`Refusal` when it cannot be written: callers
+        write before they answer, and undo or refuse rather than act unaudited.
+        """
+        await self.audit.record(
+            self.audit_record(
+                action, room, actor=actor, conn=conn, subject=subject, denied=denied, detail=detail
             )
         )

@@ -43,12 +43,15 @@ class Departures:
 
         conn.detach()
         change = await self.roster.update(room, conn.participant_id, mutate)
+        if change is not None and change.old is not None:
+            await self.ctx.record_standing(
+                "signalling.left", room, actor=change.old, conn=conn, detail={"reason": "left"}
+            )
         if message.id:
             conn.send(Ack(ref=message.id).wire())
         conn.close(CloseCode.NORMAL, "left")
         if change is not None and change.old is not None:
             await self.roster.announce(room, "left", change, reason="left")
-            self.ctx.record("signalling.left", room, actor=change.old, conn=conn, detail={"reason": "left"})
             if change.old.role == "host":
                 await self.admission.host_gone(room)
 
@@ -117,8 +120,10 @@ class Departures:
         change = await self.roster.update(room, participant_id, mutate)
         if change is None or change.old is None:
             return
+        await self.ctx.record_standing(
+            "signalling.left", room, actor=change.old, detail={"reason": "timeout"}
+        )
         await self.roster.announce(room, "left", change, reason="timeout")
-        self.ctx.record("signalling.left", room, actor=change.old, detail={"reason": "timeout"})
         if change.old.role == "host":
             await self.admission.host_gone(room)
 

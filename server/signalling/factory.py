@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from server.signalling.bus import Bus, InProcessBus, RedisBus
 from server.signalling.hub import Hub
 from server.signalling.limits import SignallingLimits
-from server.signalling.ports import DbConsultations, DevicePosture, ThreadedAudit, TurnIce
+from server.signalling.ports import DbAudit, DbConsultations, DevicePosture, TurnIce
 from server.signalling.presence import InMemoryPresence, Presence, RedisPresence
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def build_hub(services: Services) -> Hub:
         presence=presence,
         consultations=DbConsultations(services),
         posture=DevicePosture(services),
-        audit=ThreadedAudit(services.engine),
+        audit=DbAudit(services.engine),
         ice=TurnIce(settings),
         limits=limits_from(settings),
         metrics=services.metrics,

@@ -5,7 +5,7 @@ The hub never touches the database itself. It asks:
 * :class:`Consultations` — verify a join token; look a consultation up; mark the host
   present, start, end (``server.consultations``);
 * :class:`PostureVerifier` — verify a posture token and its proof (``server.devices.posture``);
-* :class:`AuditSink` — record an event without waiting for the database (``server.audit``);
+* :class:`AuditSink` — record an event durably before the hub answers (``server.audit``);
 * :class:`IceProvider` — ICE servers and policy for a participant, fresh TURN credentials
   each time it is asked (``server.turn``).
 
@@ -15,7 +15,6 @@ and turns the server's errors into a :class:`Refusal` with a protocol error code
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
@@ -61,11 +60,24 @@ T = TypeVar("T")
 class Refusal(Exception):
     """The hub refuses a request: a protocol error code, a message, maybe a close code."""
 
-    def __init__(self, code: ErrorCode, message: str, *, close: CloseCode | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, *, close: CloseCode | None = None, cause: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.close = close
+        # The server's own code behind it (token_expired, wrong_audience, device_revoked…), for the audit.
+        self.cause = cause
+
+
+def audit_unavailable() -> Refusal:
+    """The refusal for an action whose audit entry could not be written: it did not happen."""
+    return Refusal(
+        ErrorCode.AUDIT_UNAVAILABLE,
+        "The audit log cannot be written now, so this was not done; try again",
+        close=CloseCode.TRY_AGAIN_LATER,
+    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,7 @@ class AuditRecord:
     device_id: str | None = None
     authority_jti: str | None = None
     ip: str | None = None
+    request_id: str | None = None
     detail: dict[str, Any] | None = None
 
 
@@ -137,12 +150,16 @@ class Consultations(Protocol):
         """The host's socket is authenticated: scheduled → open."""
         ...
 
-    async def start(self, consultation_id: str, by_user_id: str) -> ConsultationFacts:
-        """open → live (identity confirmed and consent recorded)."""
+    async def start(
+        self, consultation_id: str, by_user_id: str, audit: AuditRecord | None = None
+    ) -> ConsultationFacts:
+        """open → live (identity confirmed and consent recorded); ``audit`` in the same transaction."""
         ...
 
-    async def end(self, consultation_id: str, by_user_id: str | None, reason: str) -> ConsultationFacts:
-        """→ ended."""
+    async def end(
+        self, consultation_id: str, by_user_id: str | None, reason: str, audit: AuditRecord | None = None
+    ) -> ConsultationFacts:
+        """→ ended; ``audit`` in the same transaction."""
         ...
 
 
@@ -155,18 +172,18 @@ class PostureVerifier(Protocol):
 
 
 class AuditSink(Protocol):
-    """Takes audit events without making the caller wait for the database."""
+    """Writes audit events durably: :meth:`record` returns once the event is committed."""
 
-    def record(self, event: AuditRecord) -> None:
-        """Queue one event."""
+    async def record(self, event: AuditRecord) -> None:
+        """Write one event (raise :func:`audit_unavailable`'s refusal when it cannot be written)."""
         ...
 
     async def start(self) -> None:
-        """Start writing."""
+        """Get ready to write."""
         ...
 
     async def close(self) -> None:
-        """Write what is queued, then stop."""
+        """Stop (nothing is ever left queued: every write was awaited)."""
         ...
 
 
@@ -221,6 +238,12 @@ def _facts(consultation: Consultation) -> ConsultationFacts:
 
 def _refusal(exc: TelemedError) -> Refusal:
     """The protocol's words for a server error (messages name states, never secrets)."""
+    refusal = _protocol_refusal(exc)
+    refusal.cause = exc.code
+    return refusal
+
+
+def _protocol_refusal(exc: TelemedError) -> Refusal:
     if isinstance(exc, AuthenticationRequired):
         return Refusal(ErrorCode.UNAUTHENTICATED, exc.detail, close=CloseCode.UNAUTHENTICATED)
     if isinstance(exc, NotFound):
@@ -243,6 +266,8 @@ class DbConsultations:
     async def _run(self, work: Callable[[], T]) -> T:
         try:
             return await run_in_threadpool(work)
+        except _AuditWriteFailed:
+            raise audit_unavailable() from None
         except TelemedError as exc:
             raise _refusal(exc) from None
 
@@ -262,13 +287,20 @@ class DbConsultations:
         return await self._run(work)
 
     def _with(
-        self, consultation_id: str, action: Callable[[Session, Consultation], Consultation]
+        self,
+        consultation_id: str,
+        action: Callable[[Session, Consultation], Consultation],
+        audit: AuditRecord | None = None,
     ) -> ConsultationFacts:
         with _audited_scope(self._services.engine) as session:
             consultation = consultation_service.get_consultation(
                 session=session, consultation_id=consultation_id
             )
-            return _facts(action(session, consultation))
+            facts = _facts(action(session, consultation))
+            if audit is not None:
+                # The hub's entry commits with the state change, or neither does.
+                write_audit_record(session=session, event=audit)
+            return facts
 
     async def lookup(self, consultation_id: str) -> ConsultationFacts:
         return await self._run(lambda: self._with(consultation_id, lambda s, c: c))
@@ -281,23 +313,29 @@ class DbConsultations:
             )
         )
 
-    async def start(self, consultation_id: str, by_user_id: str) -> ConsultationFacts:
+    async def start(
+        self, consultation_id: str, by_user_id: str, audit: AuditRecord | None = None
+    ) -> ConsultationFacts:
         return await self._run(
             lambda: self._with(
                 consultation_id,
                 lambda s, c: consultation_service.start_consultation(
                     session=s, consultation=c, by_user_id=by_user_id
                 ),
+                audit,
             )
         )
 
-    async def end(self, consultation_id: str, by_user_id: str | None, reason: str) -> ConsultationFacts:
+    async def end(
+        self, consultation_id: str, by_user_id: str | None, reason: str, audit: AuditRecord | None = None
+    ) -> ConsultationFacts:
         return await self._run(
             lambda: self._with(
                 consultation_id,
                 lambda s, c: consultation_service.end_consultation(
                     session=s, consultation=c, by_user_id=by_user_id, reason=reason
                 ),
+                audit,
             )
         )
 
@@ -337,75 +375,71 @@ class DevicePosture:
 
         try:
             return await run_in_threadpool(work)
-        except DevicePolicyError as exc:
+        except (DevicePolicyError, TelemedError) as exc:
             # The library's code (posture_token_expired, key_binding_mismatch…) says what to fix.
             raise Refusal(
-                ErrorCode.POSTURE_REFUSED, f"{exc.code}: {exc.detail}", close=CloseCode.FORBIDDEN
-            ) from None
-        except TelemedError as exc:
-            raise Refusal(
-                ErrorCode.POSTURE_REFUSED, f"{exc.code}: {exc.detail}", close=CloseCode.FORBIDDEN
+                ErrorCode.POSTURE_REFUSED,
+                f"{exc.code}: {exc.detail}",
+                close=CloseCode.FORBIDDEN,
+                cause=exc.code,
             ) from None
 
 
-class ThreadedAudit:
-    """:class:`AuditSink` that writes through ``server.audit.record_event``, in order, in a thread."""
+class _AuditWriteFailed(Exception):
+    """An audit entry could not be written (the database said no): the action must not stand."""
+
+
+def write_audit_record(*, session: Session, event: AuditRecord) -> None:
+    """Add one signalling event to the audit log in ``session``'s transaction."""
+    try:
+        record_event(
+            session=session,
+            action=event.action,
+            outcome=event.outcome,
+            actor_id=event.actor_id,
+            actor_role=event.actor_role,
+            consultation_id=event.consultation_id,
+            patient_id=event.patient_id,
+            device_id=event.device_id,
+            authority_jti=event.authority_jti,
+            purpose_of_use="TREAT",
+            ip=event.ip,
+            request_id=event.request_id,
+            detail=event.detail,
+        )
+        session.flush()
+    except Exception as exc:
+        raise _AuditWriteFailed(event.action) from exc
+
+
+class DbAudit:
+    """:class:`AuditSink` that commits each event through ``server.audit.record_event`` before returning.
+
+    The write runs in a worker thread so the event loop never blocks, but the caller awaits
+    it: nothing is queued, so nothing is lost if the process dies, and a write that fails
+    is a refusal (``audit_unavailable``) that the hub turns into an answer, never a log line.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._queue: asyncio.Queue[AuditRecord | None] | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._backlog: list[AuditRecord] = []
 
     async def start(self) -> None:
-        if self._worker is None:
-            self._queue = asyncio.Queue()
-            for event in self._backlog:
-                self._queue.put_nowait(event)
-            self._backlog.clear()
-            self._worker = asyncio.create_task(self._write_forever(), name="signalling-audit")
-
-    def record(self, event: AuditRecord) -> None:
-        if self._queue is None:
-            self._backlog.append(event)
-        else:
-            self._queue.put_nowait(event)
+        return None
 
     async def close(self) -> None:
-        worker, queue = self._worker, self._queue
-        if worker is None or queue is None:
-            return
-        queue.put_nowait(None)
-        await worker
-        self._worker = self._queue = None
+        return None
 
-    async def _write_forever(self) -> None:
-        assert self._queue is not None  # noqa: S101 - set by start()
-        while True:
-            event = await self._queue.get()
-            if event is None:
-                return
-            try:
-                await run_in_threadpool(self._write, event)
-            except Exception:
-                log.exception("could not record a signalling audit event", extra={"action": event.action})
+    async def record(self, event: AuditRecord) -> None:
+        try:
+            await run_in_threadpool(self._write, event)
+        except Exception:
+            # Only the action: the detail may name participants.
+            log.error("could not record a signalling audit event", extra={"action": event.action})
+            raise audit_unavailable() from None
 
     def _write(self, event: AuditRecord) -> None:
         with Session(self._engine, expire_on_commit=False) as session:
-            record_event(
-                session=session,
-                action=event.action,
-                outcome=event.outcome,
-                actor_id=event.actor_id,
-                actor_role=event.actor_role,
-                consultation_id=event.consultation_id,
-                patient_id=event.patient_id,
-                device_id=event.device_id,
-                authority_jti=event.authority_jti,
-                purpose_of_use="TREAT",
-                ip=event.ip,
-                detail=event.detail,
-            )
+            write_audit_record(session=session, event=event)
             session.commit()
 
 

@@ -64,6 +64,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_ERRORS = "too_many_errors"
     SLOW_CONSUMER = "slow_consumer"
     SERVICE_UNAVAILABLE = "service_unavailable"
+    AUDIT_UNAVAILABLE = "audit_unavailable"
     INTERNAL_ERROR = "internal_error"
 
 
