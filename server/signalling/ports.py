@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from device_policy.errors import DevicePolicyError
-from server.audit import record_event
+from server.audit import RequestOrigin, bind_request_origin, record_event
 from server.consultations import service as consultation_service
 from server.consultations.join_tokens import verify_join_token
 from server.consultations.models import Consultation
@@ -293,6 +293,9 @@ class DbConsultations:
         audit: AuditRecord | None = None,
     ) -> ConsultationFacts:
         with _audited_scope(self._services.engine) as session:
+            if audit is not None:
+                # The consultation's own entry says where the host's socket is, like the hub's.
+                bind_request_origin(session, RequestOrigin(request_id=audit.request_id, ip=audit.ip))
             consultation = consultation_service.get_consultation(
                 session=session, consultation_id=consultation_id
             )

@@ -140,7 +140,10 @@ async def test_every_entry_is_in_the_table_when_the_answer_arrives(scene: Scene)
     assert admitted.detail["participant"] == room.id and admitted.request_id and admitted.ip
     scene.prepare_start()
     assert (await host.request("start"))["type"] == "ack"
-    assert len(_entries(scene, "signalling.started")) == 1
+    [started] = _entries(scene, "signalling.started")
+    # The consultation's own entry, in the same transaction, says where the host is too.
+    [live] = [e for e in _entries(scene, "consultation.started") if e.outcome == "success"]
+    assert (live.ip, live.request_id) == (started.ip, started.request_id) and live.ip
     assert (await host.request("return_to_waiting", participant=room.id))["type"] == "ack"
     assert len(_entries(scene, "signalling.returned")) == 1
     assert (await room.request("leave"))["type"] == "ack"
