@@ -21,7 +21,7 @@ from server.app import create_app
 from server.db import normalise_url, request_gate
 from server.identity.models import Role
 from server.services import Services
-from tests.conftest import make_settings
+from tests.conftest import _truncate_all, make_settings
 from tests.server.factories import PASSWORD, add_user
 from tests.support.live_server import LiveServer
 
@@ -34,6 +34,8 @@ CLIENTS = 64
 def small_pool(postgres_url: str) -> Iterator[Engine]:
     """An engine with 2 + 3 connections whose checkouts give up after 2 s (the old failure, fast)."""
     engine = create_engine(normalise_url(postgres_url), pool_size=2, max_overflow=3, pool_timeout=2)
+    # A fresh data directory needs an empty database (its audit trail is signed with that key).
+    _truncate_all(engine)
     yield engine
     engine.dispose()
 
