@@ -34,7 +34,7 @@ from records.audit.query import (
     Sort,
     query_entries,
 )
-from records.audit.signing import audit_key_id, public_key_pem
+from records.audit.signing import public_key_pem
 from records.audit.verify import VerifyReport
 from records.crypto import PlaintextStream
 from records.decisions import Who, allow
@@ -200,9 +200,17 @@ class AuditPagePublic(BaseModel):
     next_cursor: str | None
 
 
+class AuditKeyItem(BaseModel):
+    key_id: str
+    public_key_pem: str
+    current: bool
+
+
 class AuditKeyPublic(BaseModel):
     key_id: str
     public_key_pem: str
+    keys: list[AuditKeyItem]
+    """Every audit key, retired ones first, the current one last: verifiers need them all."""
 
 
 class CheckpointPublic(BaseModel):
@@ -919,9 +927,14 @@ def make_router(deps: RecordsDeps) -> APIRouter:
 
     @router.get("/audit/public-key", response_model=AuditKeyPublic, tags=["audit"])
     def audit_public_key(context: ContextDep) -> AuditKeyPublic:
-        """The audit checkpoint public key (pin it; give it to ``telemed audit verify``)."""
-        public = context.vault.audit_key.public_key()
-        return AuditKeyPublic(key_id=audit_key_id(public), public_key_pem=public_key_pem(public))
+        """The current audit checkpoint public key and every retired one (pin them; verifiers need all)."""
+        current, public = context.vault.audit_keys.snapshot()
+        keys = [
+            AuditKeyItem(key_id=key_id, public_key_pem=public_key_pem(key), current=key_id == current)
+            for key_id, key in public.items()
+        ]
+        mine = next(k for k in keys if k.current)
+        return AuditKeyPublic(key_id=mine.key_id, public_key_pem=mine.public_key_pem, keys=keys)
 
     @router.get("/audit/checkpoints/latest", response_model=CheckpointPublic | None, tags=["audit"])
     def audit_latest_checkpoint(session: SessionDep, admin: AdminDep) -> CheckpointPublic | None:
@@ -945,7 +958,7 @@ def make_router(deps: RecordsDeps) -> APIRouter:
         request: Request, session: SessionDep, admin: AdminDep, context: ContextDep
     ) -> VerifyPublic:
         """Verify the whole stored log against its signed checkpoints, now (admin)."""
-        stored = verify_stored_log(session=session, public_key=context.vault.audit_key.public_key())
+        stored = verify_stored_log(session=session, public_key=context.vault.audit_public_keys())
         report: VerifyReport = stored.report
         end = stored.head_seq
         allow(

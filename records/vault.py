@@ -12,25 +12,35 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from records.audit.keyring import AuditKeyRing
 from records.audit.signing import create_audit_key, load_audit_key
 from records.crypto import BlobStore, FileSystemBlobStore, KekRing, create_kek_file
 from records.errors import KeyConfigError
 
-__all__ = ["Vault", "build_vault", "load_kek_ring", "load_or_create_audit_key"]
+__all__ = ["Vault", "build_vault", "load_audit_key_ring", "load_kek_ring", "load_or_create_audit_key"]
 
 
 @dataclass(frozen=True)
 class Vault:
-    """What encrypting and signing need: the KEK ring, the blob store and the audit key."""
+    """What encrypting and signing need: the KEK ring, the blob store and the audit keys."""
 
     ring: KekRing
     store: BlobStore
-    audit_key: Ed25519PrivateKey
+    audit_keys: AuditKeyRing
 
     def __repr__(self) -> str:
         return f"Vault(ring={self.ring!r}, store={self.store!r})"
+
+    @property
+    def audit_key(self) -> Ed25519PrivateKey:
+        """The current audit signing key, re-read when the key file changed (after a rotation)."""
+        return self.audit_keys.signer()
+
+    def audit_public_keys(self) -> dict[str, Ed25519PublicKey]:
+        """Every audit public key (retired ones too) by key id, for verifying checkpoints."""
+        return self.audit_keys.public_keys()
 
 
 def load_kek_ring(directory: str | os.PathLike[str], *, create: bool) -> KekRing:
@@ -57,10 +67,18 @@ def load_or_create_audit_key(path: str | os.PathLike[str], *, create: bool) -> E
     return load_audit_key(target)
 
 
+def load_audit_key_ring(path: str | os.PathLike[str], *, create: bool) -> AuditKeyRing:
+    """The audit key ring over ``path``, loaded now (fail closed); ``create`` as for the key."""
+    load_or_create_audit_key(path, create=create)
+    keys = AuditKeyRing(path)
+    keys.signer()
+    return keys
+
+
 def build_vault(*, kek_dir: Path, blob_dir: Path, audit_key_file: Path, create_keys: bool) -> Vault:
     """Load (or, when allowed, create) the keys and open the blob store."""
     return Vault(
         ring=load_kek_ring(kek_dir, create=create_keys),
         store=FileSystemBlobStore(blob_dir),
-        audit_key=load_or_create_audit_key(audit_key_file, create=create_keys),
+        audit_keys=load_audit_key_ring(audit_key_file, create=create_keys),
     )

@@ -10,7 +10,8 @@
   names the first bad entry and exits 1 when the file does not verify.
 * ``telemed audit verify … --witness-key W.pem --cosignatures cosignatures.jsonl``: also
   against every tree head the witness co-signed (``server.audit_witness``).
-* ``telemed audit public-key``: the pinned audit checkpoint key (PEM).
+* ``telemed audit public-key``: every audit checkpoint public key, the current one last (PEM).
+* ``telemed audit rotate-key``: a new audit checkpoint key; the old public key is kept for verifiers.
 * ``telemed audit witness init|run``: the independent co-signer (``server.audit_witness``).
 * ``telemed keys rotate-kek``: a new key-encryption key; every stored data key is re-wrapped.
 """
@@ -31,6 +32,7 @@ from sqlmodel import Session, col, select
 
 from records.audit.chain import AuditEntry, format_ts
 from records.audit.export import export_log, verify_export_file
+from records.audit.keyring import read_public_keys, rotate_audit_key
 from records.audit.log import create_checkpoint
 from records.audit.signing import audit_key_id, load_audit_key, load_public_keys, public_key_pem
 from records.audit.witness import read_cosignatures
@@ -50,7 +52,8 @@ from server.settings import Settings
 
 records_cli = typer.Typer(help="Patient records: register patients, import documents.", no_args_is_help=True)
 audit_cli = typer.Typer(
-    help="The tamper-evident audit log: export, verify, public key, witness.", no_args_is_help=True
+    help="The tamper-evident audit log: export, verify, public keys, key rotation, witness.",
+    no_args_is_help=True,
 )
 audit_cli.add_typer(witness_cli, name="witness")
 
@@ -229,6 +232,13 @@ def export(
         f"Exported {stats.entries} entries, {stats.redacted} redacted, {stats.checkpoints} checkpoints "
         f"(head seq {stats.head_seq})."
     )
+    if stats.key_ids:
+        # typer.echo: rich would wrap the ids at 80 columns through a pipe.
+        typer.echo(
+            f"Checkpoints signed by audit keys {', '.join(stats.key_ids)}; verify with a public-key file "
+            "holding each (telemed audit public-key writes every audit key).",
+            err=True,
+        )
 
 
 def _checkpoint(settings: Settings, session: Session) -> bool:
@@ -300,21 +310,61 @@ def verify(
 def public_key(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the PEM here."),
 ) -> None:
-    """Print the audit checkpoint public key (PEM) to pin and give to verifiers."""
+    """Print every audit checkpoint public key (PEM, oldest first, the current one last) for verifiers."""
     from server.cli import load_settings
 
     settings = load_settings()
     try:
         _kek, audit_key = key_paths(settings)
         key = load_audit_key(audit_key)
+        keys = read_public_keys(audit_key, key)
     except RecordsError as exc:
         raise _fail(exc) from exc
-    pem = public_key_pem(key)
+    pem = "".join(public_key_pem(k) for k in keys)
     if output is None:
         sys.stdout.write(pem)
     else:
         output.write_text(pem, encoding="ascii")
-    err_console.print(f"key id {audit_key_id(key.public_key())}")
+    current = audit_key_id(key.public_key())
+    for k in keys:
+        key_id = audit_key_id(k)
+        typer.echo(f"key id {key_id}{' (current)' if key_id == current else ' (retired)'}", err=True)
+
+
+@audit_cli.command("rotate-key")
+def rotate_key() -> None:
+    """Replace the audit checkpoint key with a new one; retired public keys stay for verifiers."""
+    with _database() as (settings, engine), Session(engine, expire_on_commit=False) as session:
+        try:
+            _kek, audit_key = key_paths(settings)
+            rotated = rotate_audit_key(audit_key)
+        except RecordsError as exc:
+            raise _fail(exc) from exc
+        allow(
+            session=session,
+            who=_operator(),
+            meta=None,
+            action="audit.rotate_key",
+            outcome="success",
+            purpose_of_use="HSYSADMIN",
+            detail={"old_key_id": rotated.old_key_id, "new_key_id": rotated.new_key_id},
+        )
+        session.commit()
+        # The rotation's own entry is the first one signed under the new key.
+        signed = _checkpoint(settings, session)
+    # typer.echo: paths and key ids on lines of their own, never wrapped by rich.
+    typer.echo(f"New audit key {rotated.new_key_id} in {rotated.key_file} (mode 600).")
+    typer.echo(
+        f"Retired audit key {rotated.old_key_id}: its private key was replaced; its checkpoints still verify."
+    )
+    count = len(rotated.key_ids)
+    typer.echo(f"Every audit public key ({count}, the new one last): {rotated.public_keys_file}")
+    if signed:
+        typer.echo("Signed a checkpoint with the new key.")
+    typer.echo(
+        "A running server signs with the new key from its next checkpoint. Give the public-key file "
+        "to every verifier and to the witness; copy both files to every other server."
+    )
 
 
 @audit_cli.command("checkpoint")

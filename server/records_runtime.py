@@ -29,7 +29,7 @@ from records.crypto import FileSystemBlobStore
 from records.errors import KeyConfigError
 from records.models import AuditCheckpointRow, Document, NoteVersion
 from records.service_errors import RecordsNotReady
-from records.vault import Vault, load_kek_ring, load_or_create_audit_key
+from records.vault import Vault, load_audit_key_ring, load_kek_ring
 from server.db import session_scope
 from server.settings import Settings
 
@@ -66,8 +66,8 @@ def load_vault(settings: Settings, engine: Engine) -> Vault:
         encrypted = _exists(session, Document.id) or _exists(session, NoteVersion.id)
         signed = _exists(session, AuditCheckpointRow.tree_size)
     ring = load_kek_ring(kek_dir, create=not encrypted)
-    key = load_or_create_audit_key(audit_key, create=not signed)
-    return Vault(ring=ring, store=FileSystemBlobStore(blob_dir(settings)), audit_key=key)
+    keys = load_audit_key_ring(audit_key, create=not signed)
+    return Vault(ring=ring, store=FileSystemBlobStore(blob_dir(settings)), audit_keys=keys)
 
 
 class RecordsRuntime:

@@ -24,12 +24,14 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from records.audit.chain import GENESIS_HASH, HASH_PATTERN, AuditEntry, canonical_json
-from records.audit.checkpoint import Checkpoint, PublicKeys, public_key_map, verify_checkpoint_signature
+from records.audit.checkpoint import Checkpoint, PublicKeys, public_key_map
 from records.audit.log import head, iter_checkpoints, iter_entries
 from records.audit.merkle import MerkleAccumulator
 from records.audit.verify import (
+    Distrust,
     Line,
     VerifyReport,
+    checkpoint_trust,
     exact_line,
     malformed_message,
     parse_line,
@@ -52,6 +54,8 @@ class ExportStats:
     redacted: int
     checkpoints: int
     head_seq: int
+    key_ids: tuple[str, ...] = ()
+    """The audit keys the written checkpoints name, in order of first use: the verifier needs each."""
 
 
 def _line(kind: str, values: Mapping[str, Any]) -> str:
@@ -74,7 +78,13 @@ def export_log(
             link = {"seq": entry.seq, "prev_hash": entry.prev_hash, "entry_hash": entry.entry_hash}
             out.write(_line("redacted", link))
             redacted += 1
-    return ExportStats(entries=shown, redacted=redacted, checkpoints=len(checkpoints), head_seq=end)
+    return ExportStats(
+        entries=shown,
+        redacted=redacted,
+        checkpoints=len(checkpoints),
+        head_seq=end,
+        key_ids=tuple(dict.fromkeys(c.key_id for c in checkpoints)),
+    )
 
 
 def _checkpoints_then_head(session: Session) -> tuple[list[Checkpoint], int]:
@@ -112,7 +122,7 @@ def _lines(stream: TextIO) -> Iterator[tuple[int, Line]]:
 
 
 class _State:
-    def __init__(self, checkpoints: list[tuple[Checkpoint, bool]]) -> None:
+    def __init__(self, checkpoints: list[tuple[Checkpoint, Distrust | None]]) -> None:
         self.pending = sorted(checkpoints, key=lambda c: c[0].tree_size)
         self.next_cp = 0
         self.anchored = 0
@@ -136,11 +146,9 @@ class _State:
     def checkpoints_at_size(self) -> VerifyReport | None:
         size = self.acc.size
         while self.next_cp < len(self.pending) and self.pending[self.next_cp][0].tree_size == size:
-            checkpoint, signed = self.pending[self.next_cp]
-            if not signed:
-                return self.fail(
-                    "forged_checkpoint", None, f"Checkpoint at tree size {size} has an invalid signature"
-                )
+            checkpoint, distrust = self.pending[self.next_cp]
+            if distrust is not None:
+                return self.fail(distrust[0], None, distrust[1])
             if not (
                 hmac.compare_digest(checkpoint.root_hash, self.acc.root())
                 and hmac.compare_digest(checkpoint.last_entry_hash, self.prev_hash)
@@ -174,7 +182,7 @@ def _link(values: Mapping[str, Any]) -> tuple[int, str, str] | None:
 def _verify_redacted(stream: TextIO, keys: PublicKeys) -> VerifyReport:
     key_map = public_key_map(keys)
     start = stream.tell()
-    parsed: list[tuple[Checkpoint, bool]] = []
+    parsed: list[tuple[Checkpoint, Distrust | None]] = []
     for number, raw in _lines(stream):
         if raw.get("type") != "checkpoint":
             continue
@@ -184,7 +192,7 @@ def _verify_redacted(stream: TextIO, keys: PublicKeys) -> VerifyReport:
             return _State([]).fail("malformed", None, f"The checkpoint on line {number} is malformed")
         if not exact_line(raw, "checkpoint", checkpoint.model_dump(mode="json")):
             return _State([]).fail("malformed", None, f"Line {number} is not exactly the checkpoint it holds")
-        parsed.append((checkpoint, verify_checkpoint_signature(checkpoint, key_map)))
+        parsed.append((checkpoint, checkpoint_trust(checkpoint, key_map)))
     state = _State(parsed)
     if failure := state.checkpoints_at_size():
         return failure
@@ -242,13 +250,9 @@ def _verify_redacted(stream: TextIO, keys: PublicKeys) -> VerifyReport:
             return failure
     total = state.expected - 1
     if state.next_cp < len(state.pending):
-        checkpoint, signed = state.pending[state.next_cp]
-        if not signed:
-            return state.fail(
-                "forged_checkpoint",
-                None,
-                f"Checkpoint at tree size {checkpoint.tree_size} has an invalid signature",
-            )
+        checkpoint, distrust = state.pending[state.next_cp]
+        if distrust is not None:
+            return state.fail(distrust[0], None, distrust[1])
         return state.fail(
             "truncated",
             total + 1,

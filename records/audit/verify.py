@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from records.audit.chain import GENESIS_HASH, AuditEntry, canonical_json
@@ -37,6 +38,7 @@ __all__ = [
     "Line",
     "Problem",
     "VerifyReport",
+    "checkpoint_trust",
     "exact_line",
     "malformed_message",
     "parse_line",
@@ -52,6 +54,7 @@ Problem = Literal[
     "reordered",
     "truncated",
     "forged_checkpoint",
+    "unknown_key",
     "malformed",
     "forged_cosignature",
     "witness_mismatch",
@@ -86,10 +89,30 @@ class VerifyReport(BaseModel):
             raise AuditVerifyFailed(self)
 
 
+Distrust = tuple[Problem, str]
+"""Why a checkpoint's signature is not trusted: the problem and the message."""
+
+
+def checkpoint_trust(checkpoint: Checkpoint, keys: Mapping[str, Ed25519PublicKey]) -> Distrust | None:
+    """``None`` when ``checkpoint`` is signed by the key its ``key_id`` names among ``keys``."""
+    at = f"Checkpoint at tree size {checkpoint.tree_size}"
+    if checkpoint.key_id not in keys:
+        given = f"the {len(keys)} public keys given" if len(keys) != 1 else "the public key given"
+        return (
+            "unknown_key",
+            f"{at} names audit key {checkpoint.key_id}, which is not {given}: give its public key "
+            "too if it is a genuine audit key (telemed audit public-key writes them all), "
+            "else the checkpoint is forged",
+        )
+    if not verify_checkpoint_signature(checkpoint, keys):
+        return "forged_checkpoint", f"{at} has a signature that does not verify under key {checkpoint.key_id}"
+    return None
+
+
 @dataclass
 class _Checkpoint:
     checkpoint: Checkpoint
-    signed: bool
+    distrust: Distrust | None
 
 
 class _Verifier:
@@ -122,12 +145,8 @@ class _Verifier:
             cp = item.checkpoint
             if cp.tree_size != size:
                 return None
-            if not item.signed:
-                return self.fail(
-                    "forged_checkpoint",
-                    None,
-                    f"Checkpoint at tree size {size} has an invalid signature or unknown key",
-                )
+            if item.distrust is not None:
+                return self.fail(item.distrust[0], None, item.distrust[1])
             last = self.prev_hash
             root_ok = hmac.compare_digest(cp.root_hash, self.acc.root())
             if not root_ok or not hmac.compare_digest(cp.last_entry_hash, last):
@@ -180,7 +199,7 @@ def verify_export(
                 None,
                 f"{where(raw)} (checkpoint #{number}) is not exactly the checkpoint it holds",
             )
-        parsed.append(_Checkpoint(cp, verify_checkpoint_signature(cp, keys)))
+        parsed.append(_Checkpoint(cp, checkpoint_trust(cp, keys)))
 
     state = _Verifier(parsed)
     if failure := state.check_checkpoints():
@@ -231,12 +250,8 @@ def verify_export(
     if state.next_cp < len(state.pending):
         item = state.pending[state.next_cp]
         size = item.checkpoint.tree_size
-        if not item.signed:
-            return state.fail(
-                "forged_checkpoint",
-                None,
-                f"Checkpoint at tree size {size} has an invalid signature or unknown key",
-            )
+        if item.distrust is not None:
+            return state.fail(item.distrust[0], None, item.distrust[1])
         return state.fail(
             "truncated",
             total + 1,

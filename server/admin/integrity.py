@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlmodel import Session
 
 from records.audit import export as audit_export
-from records.audit.checkpoint import Checkpoint
+from records.audit.checkpoint import Checkpoint, PublicKeys
 from records.audit.log import head, latest_checkpoint
 from records.audit.query import AuditQuery, query_entries
 from records.audit.verify import VerifyReport
@@ -29,8 +28,8 @@ class Verification:
     head_seq: int
 
 
-def verify_stored_log(*, session: Session, public_key: Ed25519PublicKey) -> Verification:
-    """Verify every stored entry against the signed checkpoints, now."""
+def verify_stored_log(*, session: Session, public_key: PublicKeys) -> Verification:
+    """Verify every stored entry against the signed checkpoints, now (``public_key``: every audit key)."""
     # Every stored checkpoint, also one beyond a rolled-back head (records.audit.export).
     stored = audit_export.verify_stored_log(session=session, public_key=public_key)
     return Verification(report=stored.report, head_seq=stored.head_seq)
@@ -66,6 +65,10 @@ def summary(report: VerifyReport, checkpoint: Checkpoint | None) -> str:
             f"A signed checkpoint does not match the entries, starting at entry {n}."
             if n
             else "A checkpoint carries a signature that is not valid."
+        ),
+        "unknown_key": (
+            "A checkpoint is signed by a key that is not one of this server's audit keys "
+            "(neither the current key nor a retired one)."
         ),
         "malformed": f"Entry {n} cannot be read." if n else "A checkpoint cannot be read.",
     }

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from records.audit.chain import GENESIS_HASH, AuditEntry, canonical_json, chain_entry, format_ts
-from records.audit.checkpoint import Checkpoint, sign_checkpoint
+from records.audit.checkpoint import Checkpoint, audit_key_id, sign_checkpoint
 from records.audit.merkle import merkle_root
 from records.audit.verify import VerifyReport, read_export, verify_export, write_export
 from records.errors import AuditVerifyFailed
@@ -224,9 +224,53 @@ def test_forged_checkpoint_signature(export: list[dict[str, Any]], cps: list[dic
 def test_checkpoint_signed_by_another_key(
     chain: list[AuditEntry], export: list[dict[str, Any]], cps: list[dict[str, Any]]
 ) -> None:
-    cps.append(checkpoint_at(chain, 1000, key=Ed25519PrivateKey.generate()).model_dump())
+    other = checkpoint_at(chain, 1000, key=Ed25519PrivateKey.generate())
+    cps.append(other.model_dump())
 
-    assert_problem(verify(export, cps), "forged_checkpoint", None)
+    report = verify(export, cps)
+
+    assert_problem(report, "unknown_key", None)
+    assert report.message == (
+        f"Checkpoint at tree size 1000 names audit key {other.key_id}, which is not the public key given: "
+        "give its public key too if it is a genuine audit key (telemed audit public-key writes them all), "
+        "else the checkpoint is forged"
+    )
+
+
+def test_checkpoint_naming_a_known_key_but_signed_by_another(
+    chain: list[AuditEntry], export: list[dict[str, Any]], cps: list[dict[str, Any]]
+) -> None:
+    other = checkpoint_at(chain, 1000, key=Ed25519PrivateKey.generate())
+    relabelled = Checkpoint.model_validate({**other.model_dump(), "key_id": audit_key_id(PUBLIC)})
+    cps.append(relabelled.model_dump())
+
+    report = verify(export, cps)
+
+    assert_problem(report, "forged_checkpoint", None)
+    assert report.message == (
+        f"Checkpoint at tree size 1000 has a signature that does not verify under key {audit_key_id(PUBLIC)}"
+    )
+
+
+def test_checkpoints_across_key_rotations_verify_with_every_key(
+    chain: list[AuditEntry], export: list[dict[str, Any]]
+) -> None:
+    second, third = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    rotated = [
+        checkpoint_at(chain, size, key=KEY if size <= 300 else second if size <= 600 else third).model_dump()
+        for size in range(100, N + 1, 100)
+    ]
+    keys = [PUBLIC, second.public_key(), third.public_key()]
+
+    report = verify_export(iter(export), rotated, keys)
+    assert report.ok and report.checkpoints_checked == 10, report.message
+
+    missing = verify_export(iter(export), rotated, keys[1:])
+    assert_problem(missing, "unknown_key", None)
+    assert (
+        f"Checkpoint at tree size 100 names audit key {audit_key_id(PUBLIC)}, which is not the 2 public"
+        in (missing.message)
+    )
 
 
 def test_checkpoint_with_wrong_root(export: list[dict[str, Any]], cps: list[dict[str, Any]]) -> None:
