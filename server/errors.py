@@ -162,7 +162,12 @@ def problem_body(
         "code": code,
     }
     if request is not None:
-        body["instance"] = request.url.path
+        # The route's template, never the concrete path: paths carry prison numbers, patient
+        # ids and (pasted by mistake) tokens, and an error must not echo them. No route, no
+        # instance.
+        template = getattr(request.scope.get("route"), "path_format", None)
+        if isinstance(template, str):
+            body["instance"] = template
         request_id = getattr(request.state, "request_id", None)
         if request_id:
             body["request_id"] = request_id

@@ -73,8 +73,13 @@ def check_ts(value: str) -> str:
     return value
 
 
+def looks_like_token(value: str) -> bool:
+    """Whether ``value`` holds something shaped like a JWT (which the trail never stores)."""
+    return _JWT_LIKE.search(value) is not None
+
+
 def _refuse_token(value: str) -> str:
-    if _JWT_LIKE.search(value):
+    if looks_like_token(value):
         raise ValueError("looks like a token; record its jti, never the token")
     return value
 

@@ -89,7 +89,7 @@ def test_each_error_is_a_problem_document_with_its_code(
         "status": status,
         "detail": "Something specific went wrong",
         "code": code,
-        "instance": f"/test-raise/{name}",
+        "instance": "/test-raise/{name}",  # the route's template: no value from the path
         "request_id": REQUEST_ID,
     }
     assert resp.headers["x-request-id"] == REQUEST_ID
