@@ -218,7 +218,7 @@ def verify_now(admin: AdminDep, services: ServicesDep, session: SessionDep) -> V
     runtime = services.records
     if runtime is None:  # pragma: no cover - Services.build always sets it
         raise RuntimeError("records runtime is not configured")
-    run = integrity.verify_stored_log(session=session, public_key=runtime.vault.audit_key.public_key())
+    run = integrity.verify_stored_log(session=session, public_key=runtime.vault.audit_public_keys())
     report = run.report
     checkpoint = integrity.current_checkpoint(session=session)
     record_admin(
