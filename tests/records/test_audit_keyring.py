@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from records.audit.checkpoint import audit_key_id
 from records.audit.keyring import AuditKeyRing, public_keys_path, rotate_audit_key
-from records.audit.signing import create_audit_key, load_audit_key, load_public_keys
+from records.audit.signing import create_audit_key, load_audit_key, load_public_keys, public_key_pem
 from records.errors import KeyConfigError
 
 
@@ -89,7 +89,32 @@ def test_a_key_from_before_rotation_existed_is_its_own_ring(key_file: Path) -> N
     # A public-key file without the current key (the key file was replaced by hand) still
     # verifies the current key's checkpoints.
     other = Ed25519PrivateKey.generate().public_key()
-    from records.audit.signing import public_key_pem
-
     public_keys_path(key_file).write_text(public_key_pem(other))
     assert list(ring.public_keys()) == [audit_key_id(other), only]
+
+
+def test_the_witness_accepts_the_new_key_once_its_pinned_file_is_replaced(
+    key_file: Path, tmp_path: Path
+) -> None:
+    from records.audit.checkpoint import sign_checkpoint
+    from records.audit.merkle import merkle_root
+    from records.audit.witness import AUDIT_PUBLIC_FILE, WitnessRefused, WitnessStore, witness_round
+
+    store = WitnessStore(tmp_path / "witness")
+    store.init(public_key_pem(load_audit_key(key_file)).encode())
+    rotated = rotate_audit_key(key_file)
+    leaf = "ab" * 32
+    checkpoint = sign_checkpoint(
+        tree_size=1, root_hash=merkle_root([leaf]), last_entry_hash=leaf, private_key=load_audit_key(key_file)
+    )
+
+    def no_proof(first: int, second: int) -> list[str]:
+        raise AssertionError("no consistency proof is needed for the first checkpoint")
+
+    with pytest.raises(WitnessRefused, match="not signed by the pinned audit key"):
+        witness_round(store=store, checkpoint=checkpoint, proof_source=no_proof)
+
+    (store.directory / AUDIT_PUBLIC_FILE).write_bytes(rotated.public_keys_file.read_bytes())
+    result = witness_round(store=store, checkpoint=checkpoint, proof_source=no_proof)
+    assert result.outcome == "cosigned" and result.cosignature is not None
+    assert result.cosignature.checkpoint_key_id == rotated.new_key_id
