@@ -10,7 +10,9 @@ Keys (fail closed):
   do not match what is stored.
 
 The checkpointer signs the head of the audit log every ``audit_checkpoint_interval``
-when new entries arrived, and once more at shutdown.
+when new entries arrived, and once more at shutdown, with the audit key as the key file holds
+it then: after ``telemed audit rotate-key`` (another process) the next checkpoint is signed
+with the new key, no restart (``records.audit.keyring.AuditKeyRing``).
 """
 
 from __future__ import annotations

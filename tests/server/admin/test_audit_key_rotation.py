@@ -73,6 +73,7 @@ def test_a_log_signed_before_and_after_a_rotation_verifies_everywhere(
     assert after is not None and after.key_id == new_id and after.tree_size > before.tree_size
     assert _api(clinic, "checkpoints/latest")["key_id"] == new_id
     published = _api(clinic, "public-key")
+    assert clinic.ward.client.get("/api/v1/audit/public-key").json() == published  # no sign-in needed
     assert published["key_id"] == new_id
     assert [(k["key_id"], k["current"]) for k in published["keys"]] == [(old_id, False), (new_id, True)]
 
