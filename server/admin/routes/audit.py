@@ -8,7 +8,9 @@ from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
+from pydantic import AfterValidator
 
+from records.audit.chain import looks_like_token
 from records.audit.fhir import FhirSystems, to_fhir_bundle
 from server.admin import audit_search, integrity
 from server.admin.audit_search import Outcome, Search
@@ -24,17 +26,40 @@ from server.services import Services
 router = APIRouter(prefix="/admin/api", tags=["admin"], route_class=AdminRoute)
 
 
+def _not_a_token(value: str | None) -> str | None:
+    # Every search is itself audited with its filters, and the trail refuses to hold a token:
+    # a pasted token is refused here, as a 422, before anything runs.
+    if value is not None and looks_like_token(value):
+        raise ValueError("looks like a token; search by its jti, never the token itself")
+    return value
+
+
+def _plausible_day(value: date | None) -> date | None:
+    # "to" is searched up to the next midnight, which does not exist after 9999-12-31.
+    if value is not None and not FIRST_DAY <= value <= LAST_DAY:
+        raise ValueError(f"must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}")
+    return value
+
+
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+Filter = Annotated[str | None, AfterValidator(_not_a_token)]
+Day = Annotated[date | None, AfterValidator(_plausible_day)]
+
+
 def search_params(
-    patient: Annotated[str | None, Query(max_length=64, description="prison number or patient id")] = None,
-    user: Annotated[str | None, Query(max_length=200, description="username or actor id")] = None,
-    device: Annotated[str | None, Query(max_length=200)] = None,
-    action: Annotated[str | None, Query(max_length=64, description="e.g. document.read")] = None,
+    patient: Annotated[Filter, Query(max_length=64, description="prison number or patient id")] = None,
+    user: Annotated[Filter, Query(max_length=200, description="username or actor id")] = None,
+    device: Annotated[Filter, Query(max_length=200)] = None,
+    action: Annotated[Filter, Query(max_length=64, description="e.g. document.read")] = None,
     outcome: Outcome | None = None,
-    consultation: Annotated[str | None, Query(max_length=64)] = None,
-    authority: Annotated[str | None, Query(max_length=200, description="grant or token jti")] = None,
-    day_from: Annotated[date | None, Query(alias="from", description="first UTC day, YYYY-MM-DD")] = None,
+    consultation: Annotated[Filter, Query(max_length=64)] = None,
+    authority: Annotated[Filter, Query(max_length=200, description="grant or token jti")] = None,
+    day_from: Annotated[
+        Day, Query(alias="from", description="first UTC day, YYYY-MM-DD (1970-01-01 to 9998-12-31)")
+    ] = None,
     day_to: Annotated[
-        date | None, Query(alias="to", description="last UTC day, YYYY-MM-DD (included)")
+        Day, Query(alias="to", description="last UTC day, YYYY-MM-DD (included; 1970-01-01 to 9998-12-31)")
     ] = None,
 ) -> Search:
     """The search form's fields; empty ones are ignored."""
