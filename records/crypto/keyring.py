@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import re
 import secrets
 import struct
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,8 @@ _WRAP_DOMAIN = b"telemed.records.dek-wrap.v1"
 _WRAPPED_FORMAT = 1
 _WRAPPED_HEADER = struct.Struct(">BI")
 _KEK_FILE = re.compile(r"^kek-(\d{1,10})\.key$")
+
+log = logging.getLogger(__name__)
 
 
 def generate_data_key() -> bytes:
@@ -93,7 +97,7 @@ class KekRing:
     Key material lives only inside AESGCM objects and never appears in repr or errors.
     """
 
-    __slots__ = ("_active", "_ciphers")
+    __slots__ = ("_active", "_active_pinned", "_ciphers", "_lock", "_source", "_stamp")
 
     def __init__(self, keys: Mapping[int, bytes], *, active_version: int | None = None) -> None:
         if not keys:
@@ -110,6 +114,12 @@ class KekRing:
             raise KeyUnavailable(kek_version=active)
         self._ciphers = ciphers
         self._active = active
+        self._active_pinned = active_version is not None
+        # A ring loaded from a directory follows it: `telemed keys rotate-kek` adds a file while
+        # servers run, and they must unwrap (and wrap with) the new version without a restart.
+        self._source: Path | None = None
+        self._stamp: tuple[tuple[str, int, int], ...] = ()
+        self._lock = threading.Lock()
 
     @classmethod
     def from_directory(
@@ -134,7 +144,39 @@ class KekRing:
             keys[int(match.group(1))] = _decode_key(path.read_bytes(), label=path.name)
         if not keys:
             raise KeyConfigError(f"Key directory {root} holds no kek-<version>.key files")
-        return cls(keys, active_version=active_version)
+        ring = cls(keys, active_version=active_version)
+        ring._source = root
+        ring._stamp = _directory_stamp(root)
+        return ring
+
+    def refresh(self) -> bool:
+        """Reload from the key directory when its files changed; whether anything was reloaded.
+
+        Called before every wrap and unwrap (a few ``stat`` calls). A directory that does not
+        load (a file half written, loose permissions) keeps the keys already loaded, which still
+        unwrap everything they wrapped, and is tried again on the next use.
+        """
+        if self._source is None:
+            return False
+        try:
+            stamp = _directory_stamp(self._source)
+        except OSError:
+            return False
+        if stamp == self._stamp:
+            return False
+        with self._lock:
+            if stamp == self._stamp:
+                return False
+            try:
+                fresh = KekRing.from_directory(
+                    self._source, active_version=self._active if self._active_pinned else None
+                )
+            except KeyConfigError as exc:
+                log.warning("key-encryption keys not reloaded, keeping versions %s: %s", self.versions, exc)
+                return False
+            self._ciphers, self._active, self._stamp = fresh._ciphers, fresh._active, stamp
+        log.info("key-encryption keys reloaded: versions %s, active %s", self.versions, self._active)
+        return True
 
     @classmethod
     def from_encoded(cls, spec: str, *, active_version: int | None = None) -> KekRing:
@@ -153,6 +195,7 @@ class KekRing:
     @property
     def active_version(self) -> int:
         """The version that wraps new data keys."""
+        self.refresh()
         return self._active
 
     @property
@@ -167,6 +210,7 @@ class KekRing:
         # Random 96-bit nonces are safe here: one wrap per stored file version keeps each
         # KEK far below the 2**32 invocations SP 800-38D allows with random nonces.
         nonce = secrets.token_bytes(NONCE_SIZE)
+        self.refresh()
         version = self._active
         ciphertext = self._ciphers[version].encrypt(nonce, data_key, _wrap_aad(version, aad))
         return WrappedKey(kek_version=version, nonce=nonce, ciphertext=ciphertext)
@@ -174,6 +218,8 @@ class KekRing:
     def unwrap(self, wrapped: WrappedKey, *, aad: bytes) -> bytes:
         """Decrypt a wrapped data key; wrong KEK, relabelled version or wrong ``aad`` all fail."""
         cipher = self._ciphers.get(wrapped.kek_version)
+        if cipher is None and self.refresh():
+            cipher = self._ciphers.get(wrapped.kek_version)
         if cipher is None:
             raise KeyUnavailable(kek_version=wrapped.kek_version)
         try:
@@ -215,6 +261,16 @@ def create_kek_file(directory: str | os.PathLike[str], *, version: int | None = 
         handle.flush()
         os.fsync(handle.fileno())
     return new_version
+
+
+def _directory_stamp(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and modification time of each key file: changes when a KEK is added or replaced."""
+    stamp = []
+    for entry in os.scandir(root):
+        if entry.name.endswith(".key") and not entry.name.startswith("."):
+            info = entry.stat()
+            stamp.append((entry.name, info.st_size, info.st_mtime_ns))
+    return tuple(sorted(stamp))
 
 
 def _decode_key(raw: bytes, *, label: str) -> bytes:

@@ -122,3 +122,34 @@ def test_rotate_kek_rewraps_every_key_and_everything_still_reads(ward: Ward, ser
             assert [e["detail"]["kek_version"] for e in rotations] == [2]
     finally:
         fresh.engine.dispose()
+
+
+def test_a_running_server_follows_rotate_kek_without_a_restart(ward: Ward, services: Services) -> None:
+    grant = ward.grant()["grant"]
+    code, out = telemed(services.settings, "keys", "rotate-kek")
+    assert code == 0, out
+    # The same process, never restarted: the keys it knew were re-wrapped under version 2.
+    content = ward.use("GET", f"/api/v1/records/documents/{ward.doc_a}/content", grant)
+    assert content.status_code == 200, content.text
+    assert content.content.endswith(MARKER)
+    # What it writes now is wrapped under the new version.
+    note = ward.use("POST", "/api/v1/records/notes", grant, json={"text": "after rotation"})
+    assert note.status_code == 201, note.text
+    with Session(services.engine) as session:
+        assert {v.kek_version for v in session.exec(select(NoteVersion)).all()} == {2}
+    again = ward.use("GET", f"/api/v1/records/notes/{note.json()['id']}", grant)
+    assert again.json()["versions"][0]["text"] == "after rotation"
+
+
+def test_a_half_written_key_file_keeps_the_keys_already_loaded(ward: Ward, services: Services) -> None:
+    grant = ward.grant()["grant"]
+    kek_dir, _audit = key_paths(services.settings)
+    partial = kek_dir / "kek-2.key"
+    partial.write_bytes(b"")  # the moment between create and write
+    partial.chmod(0o600)
+    content = ward.use("GET", f"/api/v1/records/documents/{ward.doc_a}/content", grant)
+    assert content.status_code == 200, content.text
+    note = ward.use("POST", "/api/v1/records/notes", grant, json={"text": "still version 1"})
+    assert note.status_code == 201, note.text
+    with Session(services.engine) as session:
+        assert {v.kek_version for v in session.exec(select(NoteVersion)).all()} == {1}
