@@ -43,6 +43,10 @@ POOL_RESERVE = 5
 POOL_TIMEOUT_S = 10
 #: how long a request may queue for a connection before it is answered 503 ``database_busy``
 REQUEST_QUEUE_TIMEOUT_S = 10.0
+#: how long opening a PostgreSQL connection may take: a database host that drops packets
+#: (rather than refusing) answers 503 ``database_unavailable`` after this, not after the
+#: operating system's TCP timeout of minutes
+CONNECT_TIMEOUT_S = 5
 
 
 def utcnow() -> datetime:
@@ -83,8 +87,15 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
+    # pre_ping: a connection the database dropped (restart, failover) is replaced on checkout,
+    # so the first request after an outage succeeds instead of failing on a dead connection.
     return create_engine(
-        url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_timeout=POOL_TIMEOUT_S
+        url,
+        pool_pre_ping=True,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+        pool_timeout=POOL_TIMEOUT_S,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
     )
 
 

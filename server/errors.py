@@ -19,13 +19,18 @@ Errors are grouped by what the caller can do about them::
     ├── AccountLocked                  423 account_locked
     ├── RateLimited                    429 rate_limited
     └── ServiceUnavailable             503 service_unavailable
-        └── DatabaseBusy               503 database_busy
+        ├── DatabaseBusy               503 database_busy
+        └── DatabaseUnavailable        503 database_unavailable
 
 Libraries (``records``, ``device_policy``) keep their own error classes with the same
 ``code``/``status``/``title`` attributes; the server registers their bases with the same
 handler, so every error on the wire is ``application/problem+json`` (RFC 9457) with a
 stable ``code``. Services raise these, never ``HTTPException``. Messages never carry a
 secret, a token or patient data.
+
+A database that cannot be reached (down, restarting, refusing connections) is not a bug:
+the driver's error answers ``503 database_unavailable`` with ``Retry-After`` (see
+:func:`is_database_unavailable`), and the pool reconnects by itself once it is back.
 
 A bug (any other exception) answers ``500 internal_error`` and the connection stays usable:
 :class:`UnhandledErrorMiddleware` answers it inside the app, so the server never sees the
@@ -38,9 +43,11 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -135,8 +142,35 @@ class DatabaseBusy(ServiceUnavailable):
     code, title = "database_busy", "The database is busy; retry shortly"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    code, title = "database_unavailable", "The database is unavailable; retry shortly"
+
+
 #: seconds a client is told to wait (``Retry-After``) when the database is busy
 DATABASE_BUSY_RETRY_AFTER_S = 1
+#: seconds a client is told to wait (``Retry-After``) when the database cannot be reached
+DATABASE_UNAVAILABLE_RETRY_AFTER_S = 5
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True if ``exc`` says the database cannot be reached now, as opposed to a bug in a query.
+
+    PostgreSQL's "operational" errors (psycopg ``OperationalError``: connection refused or
+    lost, the server shutting down or starting up, too many connections) and any error on
+    which SQLAlchemy invalidated the connection. SQLite's own ``OperationalError`` is not
+    one: it also means "no such table", which is a bug.
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    return bool(exc.connection_invalidated) or isinstance(exc.orig, psycopg.OperationalError)
+
+
+def database_unavailable() -> DatabaseUnavailable:
+    """The error a request gets while the database cannot be reached."""
+    return DatabaseUnavailable(
+        "The database cannot be reached; retry shortly", retry_after_s=DATABASE_UNAVAILABLE_RETRY_AFTER_S
+    )
+
 
 #: Framework statuses (routing, security helpers, body parsing) and the codes they answer with.
 HTTP_STATUS_CODES = {
@@ -228,6 +262,16 @@ def install_error_handlers(app: FastAPI, library_errors: Iterable[type[Exception
         )
         return problem_response(request, busy)
 
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not is_database_unavailable(exc):
+            return await on_unexpected(request, exc)
+        # An outage, not a bug: no stack trace per request, the pool reconnects when it is back.
+        log.warning(
+            "database unavailable",
+            extra={"error_type": type(getattr(exc, "orig", None) or exc).__name__},
+        )
+        return problem_response(request, database_unavailable())
+
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it
         code = HTTP_STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
@@ -254,6 +298,7 @@ def install_error_handlers(app: FastAPI, library_errors: Iterable[type[Exception
         app.add_exception_handler(base, on_telemed_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(PoolTimeout, on_pool_timeout)
+    app.add_exception_handler(DBAPIError, on_database_error)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
     # Added before any other middleware, so it sits innermost: inside the request id.

@@ -9,7 +9,7 @@ depends on (:func:`install_openapi`):
 * a parameter or a body → 422 ``validation_error`` (FastAPI's own 422 schema is replaced);
 * a path parameter → 404 ``not_found``;
 * a credential of any kind (every route under ``/api/`` and ``/admin/api/``) → 401 and 403;
-* a database session → 503 ``database_busy`` (with ``Retry-After``);
+* a database session → 503 ``database_busy`` or ``database_unavailable`` (with ``Retry-After``);
 * a POST, PUT, PATCH or DELETE → 409 (the current state refuses it).
 """
 
@@ -61,7 +61,7 @@ _CODES = {
     422: "`validation_error` (`errors` lists where) or a route's own code",
     423: "`account_locked`",
     429: "`rate_limited`",
-    503: "`database_busy` or `service_unavailable`",
+    503: "`database_busy`, `database_unavailable` or `service_unavailable`",
 }
 
 

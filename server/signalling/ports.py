@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from device_policy.errors import DevicePolicyError
@@ -38,6 +39,7 @@ from server.errors import (
     NotFound,
     ServiceUnavailable,
     TelemedError,
+    is_database_unavailable,
 )
 from server.settings import Settings
 from server.signalling.protocol import CloseCode, ConsultationState, ErrorCode, IceServerView, Role
@@ -257,6 +259,19 @@ def _protocol_refusal(exc: TelemedError) -> Refusal:
     return Refusal(ErrorCode.INTERNAL_ERROR, "The server could not do that", close=CloseCode.INTERNAL_ERROR)
 
 
+def database_unavailable() -> Refusal:
+    """The refusal while the database cannot be reached: nothing changed, nothing was audited.
+
+    No close code of its own: mid-call the socket (and the call) stays; a ``hello`` refused
+    this way closes 1013 (try again later), like any ``service_unavailable`` hello.
+    """
+    return Refusal(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        "The database cannot be reached now, so this was not done; try again",
+        cause="database_unavailable",
+    )
+
+
 class DbConsultations:
     """:class:`Consultations` over ``server.consultations``, in worker threads."""
 
@@ -270,6 +285,10 @@ class DbConsultations:
             raise audit_unavailable() from None
         except TelemedError as exc:
             raise _refusal(exc) from None
+        except DBAPIError as exc:
+            if is_database_unavailable(exc):
+                raise database_unavailable() from None
+            raise
 
     async def verify_join_token(self, token: str) -> JoinGrant:
         def work() -> JoinGrant:
@@ -386,6 +405,11 @@ class DevicePosture:
                 close=CloseCode.FORBIDDEN,
                 cause=exc.code,
             ) from None
+        except DBAPIError as exc:
+            # Not the device's fault: its current posture stands until it lapses.
+            if is_database_unavailable(exc):
+                raise database_unavailable() from None
+            raise
 
 
 class _AuditWriteFailed(Exception):
