@@ -42,6 +42,7 @@ from clinic_client.call.ice import (
     sdp_candidate_types,
     selected_pair,
 )
+from clinic_client.call.jitter import use_audio_jitter_buffer
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class CallPeer:
                 else:
                     self._pc.addTransceiver(kind, direction="recvonly")
             self._media_attached = True
+            use_audio_jitter_buffer(self._pc)
         await self._pc.setLocalDescription(await self._pc.createOffer())
         return self._outgoing_sdp()
 
@@ -140,6 +142,7 @@ class CallPeer:
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         if not self._media_attached:
             self._attach_to_offer()
+        use_audio_jitter_buffer(self._pc)  # before any audio arrives (see jitter.py)
         await self._flush_candidates()
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         return self._outgoing_sdp()

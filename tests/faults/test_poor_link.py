@@ -228,17 +228,13 @@ def dominant_frequency(samples: array[int], rate: int) -> tuple[float, float]:
     return float(best), powers[best] / sum(powers.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aiortc audio jitter buffer stalls at each lost packet: 10 % loss drops ~40 % of audio",
-)
 async def test_audio_only_at_10_percent_loss_stays_intelligible(
     audio_call: FaultCall, poor_link: PoorLink, record_property: Callable[[str, object], None]
 ) -> None:
     """Audio only (no video source on either side), room behind 10 % loss and 200 ms each way.
 
     Measure, each direction, over a 6 s window: the audio actually decoded (20 ms Opus frames;
-    aiortc conceals nothing, so a lost packet is a missing frame) must be at least 75 % of the
+    a lost packet is a missing frame) must be at least 75 % of the
     300 frames sent, and the received signal must still be the sender's tone: the strongest
     frequency of the received PCM (8 kHz, Goertzel scan 100–2000 Hz in 20 Hz steps, over the
     first 2 s) is the tone sent (host 440 Hz, room 660 Hz — not the listener's own) and holds
