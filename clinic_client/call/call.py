@@ -149,6 +149,7 @@ class _Slot:
     bad_since: float | None = None
     attempts: int = 0
     failure: CallError | None = None
+    error: CallError | None = None  # why the last attempt failed, until media connects again
     stalled: bool = False
     last_rx_bytes: int = -1
     last_rx_at: float = 0.0
@@ -232,6 +233,13 @@ class Call:
     def failure(self, participant_id: str) -> CallError | None:
         """Why the call gave up on a participant (``recovery_exhausted``), or None while it tries."""
         return self._slot(participant_id).failure
+
+    def error(self, participant_id: str) -> CallError | None:
+        """Why media with a participant is down: ``recovery_exhausted`` once the call gave up,
+        else the error of the last failed attempt (``relay_unavailable`` while the TURN relay
+        cannot be reached), kept while the call retries; None once media connects."""
+        slot = self._slot(participant_id)
+        return slot.failure or slot.error
 
     def peer(self, participant_id: str) -> CallPeer | None:
         """The current peer connection with a participant (diagnostics and tests)."""
@@ -626,6 +634,8 @@ class Call:
             else:
                 self._set_state(slot, "connecting", slot.reason)
         elif state == "failed":
+            if peer.failure_error is not None:
+                slot.error = peer.failure_error  # before the event, so listeners see it
             self._set_state(slot, "failed", peer.failure_reason or "ice_failed")
         elif not peer.closed_locally:
             self._set_state(slot, "failed", "closed_unexpectedly")
@@ -635,6 +645,8 @@ class Call:
     ) -> None:
         if state == "failed" and slot.failure is not None:
             reason = slot.failure.code  # given up: that stays the reason until it connects
+        if state == "connected":
+            slot.error = None
         if state == slot.state and reason == slot.reason:
             return
         previous = slot.state

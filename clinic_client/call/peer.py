@@ -30,6 +30,7 @@ from aiortc.sdp import SessionDescription
 from aiortc.stats import RTCStatsReport
 
 from clinic_client.call.errors import (
+    CallError,
     InvalidCallState,
     NoIceCandidates,
     RelayPolicyViolation,
@@ -69,6 +70,8 @@ class CallPeer:
         self.created_at = time.monotonic()
         self.connected_at: float | None = None
         self.failure_reason: str | None = None
+        # The error behind ``failure_reason`` when there is one to show (``relay_unavailable``…).
+        self.failure_error: CallError | None = None
         self._closed_locally = False
         self._policy_close: asyncio.Future[None] | None = None
         self._local_tracks = [t for t in (audio, video) if t is not None]
@@ -197,6 +200,8 @@ class CallPeer:
                 )
             else:
                 error = NoIceCandidates('No ICE candidate gathered under policy "all"')
+            if self.failure_reason is None:
+                self.failure_error = error
             self.fail(error.code)
             raise error
         return sdp
