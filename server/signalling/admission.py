@@ -82,6 +82,9 @@ class Admission:
             return await self._join_room(conn, hello, grant, facts, posture)
         except Refusal as refusal:
             await self._refused(conn, refusal, grant, facts)
+            if refusal.code is ErrorCode.SERVICE_UNAVAILABLE and refusal.close is None:
+                # An outage (database, presence), not a verdict on this participant: try again later.
+                refusal.close = CloseCode.TRY_AGAIN_LATER
             raise
 
     async def _refused(

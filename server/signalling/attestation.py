@@ -79,6 +79,8 @@ class Attestation:
             if posture.device_id != grant.device_id:
                 raise Refusal(ErrorCode.POSTURE_REFUSED, "The posture token is for another device")
         except Refusal as refusal:
+            if refusal.code is ErrorCode.SERVICE_UNAVAILABLE:
+                raise  # the server cannot check now (database down): the current posture stands
             await self.suspend(room, grant.participant_id, "posture_refused")
             raise Refusal(ErrorCode.POSTURE_REFUSED, refusal.message) from None
         conn.posture = posture

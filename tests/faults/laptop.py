@@ -38,6 +38,7 @@ class LaptopHost:
     """The host's party in the call, its laptop's agent and facts, and its records client."""
 
     party: Party
+    join_token: str
     agent: PostureAgent
     facts: LaptopFacts
     access_token: str
@@ -66,4 +67,6 @@ async def host_on_laptop(call: Call, *, facts: LaptopFacts | None = None) -> Lap
     ticket = await host_join_token(url, access, scene.consultation_id, posture=agent)
     party = await call._join("host", url, ticket.token, posture=agent)
     records = RecordsClient(server_url=url, access_token=access, posture=agent, private_key=scene.laptop.key)
-    return LaptopHost(party=party, agent=agent, facts=facts, access_token=access, records=records)
+    return LaptopHost(
+        party=party, join_token=ticket.token, agent=agent, facts=facts, access_token=access, records=records
+    )

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from jose import jwt as jose_jwt
 
 from clinic_client.records import RecordsRefused
+from clinic_client.signalling import RequestRefused
 from records.audit.log import iter_entries
 from server.db import session_scope, upgrade_database
 from server.identity.models import Role
@@ -99,9 +101,20 @@ async def test_a_database_crash_mid_call_loses_nothing_and_heals_without_a_resta
         refused_hello = await joining.expect("error")
         assert refused_hello["code"] == "service_unavailable", refused_hello
         assert await joining.closed() == 1013  # try again later
+        # The laptop's posture cannot be checked now: refused, but the host is not suspended for it.
+        posture = host.agent.current
+        assert posture is not None
+        client = host.party.session.client
+        proof = host.agent.proof(
+            "WS", client.url, nonce=jose_jwt.get_unverified_claims(host.join_token)["jti"], token=posture
+        )
+        with pytest.raises(RequestRefused) as not_checked:
+            await client.request("posture", posture_token=posture.token, posture_proof=proof)
+        assert not_checked.value.code == "service_unavailable"
         # The call does not need the database: both sides keep decoding fresh video.
         await media_flows([host.party, room])
         assert host.party.session.state.status == room.session.state.status == "admitted"
+        assert all(p.status == "admitted" for p in room.session.state.others)
 
         cluster.start()
 
