@@ -59,6 +59,7 @@ class Services:
                 refresh_ttl=settings.refresh_token_ttl,
             ),
         )
+        services.metrics.watch_pool(engine)
         replay = services.proof_replay = build_replay_cache(settings)
 
         async def close_replay() -> None:

@@ -171,6 +171,12 @@ class ServerProcess:
         return self
 
     @property
+    def pid(self) -> int:
+        """The process id of the running server (for /proc/<pid>/status)."""
+        assert self._process is not None, "the server has not been started"
+        return self._process.pid
+
+    @property
     def running(self) -> bool:
         """True while the process is alive."""
         return self._process is not None and self._process.poll() is None
