@@ -5,6 +5,7 @@
 admitted participant, hangs up with anyone who leaves, is sent back, suspended or denied,
 hangs up with everyone when we are sent back or suspended, after a resumed socket
 negotiates fresh peer connections for the media paths that broke (aiortc has no ICE restart),
+takes the server's view when it says ``resync`` (messages between server nodes were lost),
 and hands the call every set of TURN credentials the server sends (the welcome's, then each
 renewal before they expire), so a recovery late in a long consultation still gets a relay.
 
@@ -406,33 +407,47 @@ class ConsultationSession:
             self._update(status="reconnecting")
         elif kind == "reconnected" and event.welcome is not None:
             await self._on_welcome(event.welcome)
+        elif kind == "resync":
+            # Messages between server nodes were lost: the server's view replaces ours.
+            await self._reconcile(
+                str(event.data.get("status", "waiting")),
+                str(event.data.get("consultation_state", self._state.consultation_state)),
+                event.participants,
+            )
 
     async def _on_welcome(self, welcome: Welcome) -> None:
-        self._others = {p.id: p for p in welcome.participants}
-        status: Status = "admitted" if welcome.status == "admitted" else "waiting"
-        if welcome.status == "suspended":
-            status = "suspended"
         assert self.call is not None  # noqa: S101 - created before the first welcome
         self.call.update_ice(welcome.ice)
-        self._update(
-            status=status,
-            consultation_state=welcome.consultation_state,
-            participant_id=welcome.participant_id,
-            role=welcome.role,
-        )
-        if status != "admitted":
-            await self._hang_up_all()
-            return
-        for pid in list(self.call.participants):
-            if pid not in self._others or self._others[pid].status != "admitted":
-                await self._hang_up(pid)
-        await self._connect_admitted()
-        if welcome.resumed:
+        self._update(participant_id=welcome.participant_id, role=welcome.role)
+        admitted = await self._reconcile(welcome.status, welcome.consultation_state, welcome.participants)
+        if admitted and welcome.resumed:
             # The media path may have survived the socket; renegotiate the ones that did not.
             for pid in list(self.call.participants):
                 if self._renegotiate_on_resume == "all" or self.call.state(pid) != "connected":
                     with contextlib.suppress(CallError):
                         await self.call.restart_peer(pid)
+
+    async def _reconcile(
+        self, server_status: str, consultation_state: str, participants: tuple[Participant, ...]
+    ) -> bool:
+        """Take the server's view (a welcome or a resync): our status, who is there; fix the media.
+
+        Returns True when we are admitted.
+        """
+        assert self.call is not None  # noqa: S101 - created before the first welcome
+        self._others = {p.id: p for p in participants}
+        status: Status = "admitted" if server_status == "admitted" else "waiting"
+        if server_status == "suspended":
+            status = "suspended"
+        self._update(status=status, consultation_state=consultation_state)
+        if status != "admitted":
+            await self._hang_up_all()
+            return False
+        for pid in list(self.call.participants):
+            if pid not in self._others or self._others[pid].status != "admitted":
+                await self._hang_up(pid)
+        await self._connect_admitted()
+        return True
 
     async def _on_participant(self, kind: str, participant: Participant, reason: str | None) -> None:
         if kind == "participant.left" or kind == "participant.denied":

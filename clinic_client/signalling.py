@@ -58,6 +58,7 @@ FORWARDABLE_TYPES = frozenset(
     {"offer", "answer", "ice", "admit", "deny", "return_to_waiting", "start", "end", "leave", "ping"}
 )
 ClientState = Literal["new", "connecting", "open", "reconnecting", "closed"]
+TRY_AGAIN_LATER = 1013  # a service the server needs is down: resume again, with back-off
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -578,6 +579,12 @@ class SignallingClient:
                 welcome = await self._open(resume=True)
             except JoinRefused as refused:
                 self.close_code = refused.close_code
+                if refused.close_code == TRY_AGAIN_LATER:
+                    # A service the server needs is down for now (Redis, the database).
+                    log.info("resume refused for now (%s); retrying", refused.code)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
                 log.warning("resume refused: %s", refused.code)
                 return False
             except (NotConnected, OSError) as exc:

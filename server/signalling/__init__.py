@@ -12,6 +12,7 @@ Modules, one idea each:
 * ``admission``   join / resume / replace, and the host's admit, deny, return, start, end
 * ``attestation`` posture at join and during the call; suspension
 * ``departure``   leave, dropped sockets and their grace period, dead nodes
+* ``recovery``    after Redis trouble: restore lost presence, tell sockets to ``resync``
 * ``ice``         TURN credentials per socket: in the welcome, renewed before they expire
 * ``hub``         one per process: the socket loop and the relay (the hot path)
 * ``ports``       what the hub needs from consultations, posture, audit and TURN; the adapters

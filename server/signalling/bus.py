@@ -7,7 +7,9 @@ decodes the envelope and queues frames for its sockets.
 
 Delivery is at most once and in order per publisher: Redis pub/sub drops messages while
 a subscriber is disconnected, so anything that must survive (who is admitted) lives in
-:mod:`presence`; the bus only carries news of it.
+:mod:`presence`; the bus only carries news of it. When the connection comes back after
+messages may have been lost (a read or a publish failed), the bus calls its recovery
+handler, and the hub tells its sockets to resync (:mod:`server.signalling.recovery`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class Bus(Protocol):
 
     async def ping(self) -> None:
         """Raise if the bus cannot be reached (readiness)."""
+        ...
+
+    def on_recovered(self, handler: Callable[[], None]) -> None:
+        """Call ``handler`` each time the bus is back after messages may have been lost."""
         ...
 
 
@@ -100,6 +106,9 @@ class InProcessBus:
     async def start(self) -> None:
         return None
 
+    def on_recovered(self, handler: Callable[[], None]) -> None:
+        return None  # nothing is ever lost in one process
+
     async def close(self) -> None:
         self._subs.handlers.clear()
 
@@ -137,6 +146,12 @@ class RedisBus:
         self._retry_max_s = retry_max_s
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
+        # Set when a read or a publish failed: messages may be lost until the reader is back.
+        self._interrupted = False
+        self._recovered: Callable[[], None] | None = None
+
+    def on_recovered(self, handler: Callable[[], None]) -> None:
+        self._recovered = handler
 
     async def start(self) -> None:
         if self._reader is None:
@@ -186,6 +201,7 @@ class RedisBus:
                             pipe.publish(channel, data)
                         await pipe.execute()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                self._interrupted = True
                 log.warning(
                     "redis bus could not publish; messages lost", extra={"error_type": type(exc).__name__}
                 )
@@ -216,10 +232,17 @@ class RedisBus:
                 message = await self._pubsub.get_message(timeout=1.0)
                 delay = 0.1
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                self._interrupted = True
                 log.warning("redis bus connection lost; retrying", extra={"error_type": type(exc).__name__})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max_s)
                 continue
+            if self._interrupted:
+                # Reading again (redis-py has subscribed every channel anew).
+                self._interrupted = False
+                log.warning("redis bus connection is back; messages published meanwhile are lost")
+                if self._recovered is not None:
+                    self._recovered()
             if message is None or message.get("type") != "message":
                 continue
             channel = message["channel"]

@@ -9,7 +9,8 @@ schema, and handed to the part of the hub whose idea it is:
   gets the frame queued directly, a remote one through the bus);
 * admit, deny, return, start, end — :mod:`admission`;
 * posture — :mod:`attestation`;
-* leave, and the socket closing — :mod:`departure`.
+* leave, and the socket closing — :mod:`departure`;
+* Redis trouble (the bus interrupted, presence emptied) — :mod:`recovery`.
 
 State lives in :mod:`presence` (shared by the nodes) and reaches sockets through
 :mod:`roster`. docs/protocol.md describes the protocol.
@@ -48,6 +49,7 @@ from server.signalling.protocol import (
     parse_client_message,
     relay_frame,
 )
+from server.signalling.recovery import Recovery
 from server.signalling.room import Room
 from server.signalling.roster import Roster, dumps
 
@@ -94,6 +96,8 @@ class Hub:
         self.admission = Admission(self.ctx, self.roster, self.attestation, self.ice)
         self.departures = Departures(self.ctx, self.roster, self.admission)
         self.roster.on_remote_change = self.departures.on_remote_change
+        self.recovery = Recovery(self.ctx, self.roster)
+        self.roster.on_field_missing = self.recovery.check
         self._sweeper: asyncio.Task[None] | None = None
         self._sweep_interval_s = sweep_interval_s
         self._on_close = on_close
@@ -105,8 +109,8 @@ class Hub:
             "admit": self.admission.admit,
             "deny": self.admission.deny,
             "return_to_waiting": self.admission.return_to_waiting,
-            "start": self.admission.start,
-            "end": self.admission.end,
+            "start": self._with_presence(self.admission.start),
+            "end": self._with_presence(self.admission.end),
             "posture": self.attestation.renew,
         }
 
@@ -128,9 +132,11 @@ class Hub:
             return
         self._started = True
         await self.ctx.audit.start()
+        self.ctx.bus.on_recovered(lambda: self.ctx.spawn(self.recovery.resync()))
         await self.ctx.bus.start()
         await self.ctx.bus.subscribe(self.ctx.control_channel, self._on_control)
         await self.ctx.presence.node_heartbeat(self.node_id)
+        await self.recovery.check()  # learns the store's epoch
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="signalling-sweeper")
 
     async def close(self) -> None:
@@ -358,6 +364,15 @@ class Hub:
             # Reconnecting: after the resume the call layer negotiates a fresh connection.
             self.ctx.count(message.type, "dropped")
 
+    def _with_presence(self, handler: Handler) -> Handler:
+        """A command that changes the database before presence: refused up front while Redis is away."""
+
+        async def run(conn: Connection, room: Room, message: Any) -> None:
+            await self.roster.reachable()
+            await handler(conn, room, message)
+
+        return run
+
     async def _ping(self, conn: Connection, room: Room, message: Any) -> None:
         conn.send(Pong(ref=message.id).wire())
 
@@ -370,6 +385,7 @@ class Hub:
         while True:
             await asyncio.sleep(self._sweep_interval_s)
             try:
+                await self.recovery.check()
                 await self.departures.sweep()
             except asyncio.CancelledError:
                 raise

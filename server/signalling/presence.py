@@ -15,21 +15,30 @@ node applying events from several publishers never goes back to an older record.
 
 Nodes also register themselves (``node:<id>`` with a short TTL) so that records held by a
 node that died without closing its sockets can be found and timed out by the others.
+
+Redis may restart empty (no persistence: presence is short-lived by design). An ``epoch``
+key, set once by whichever node gets there first, tells the nodes that happened: a node
+that finds a new epoch puts back what it knows (:meth:`Presence.restore`, only fields that
+are gone, above every revision it has seen) — see :mod:`server.signalling.recovery`.
+A store that cannot be reached raises :class:`PresenceUnavailable`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, Protocol, Self
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from server.signalling.protocol import ParticipantView, Role
 
 RecordStatus = Literal["waiting", "admitted", "suspended", "denied"]
+EPOCH_KEY = "epoch"
 PARTICIPANT_PREFIX = "p:"
 CONSULTATION_FIELD = "c"
 
@@ -47,6 +56,24 @@ end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 return {rev, ''}
 """
+
+# Put a lost field back: only if it is absent, at a revision above ``floor`` (ARGV[3]) so that
+# every node's cache takes it. Returns {rev, ""} when written, {0, current} otherwise.
+_RESTORE_SCRIPT = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur ~= false then return {0, cur} end
+local rev = redis.call('HGET', KEYS[1], '_rev')
+if rev == false then rev = 0 else rev = tonumber(rev) end
+if rev < tonumber(ARGV[3]) then rev = tonumber(ARGV[3]) end
+rev = rev + 1
+redis.call('HSET', KEYS[1], '_rev', rev, ARGV[1], rev .. '|' .. ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+return {rev, ''}
+"""
+
+
+class PresenceUnavailable(Exception):
+    """The presence store cannot be reached (Redis down or restarting)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +155,14 @@ class Presence(Protocol):
         """Set (or delete, ``new=None``) ``field`` if it still holds ``expected`` (None: absent)."""
         ...
 
+    async def restore(self, consultation_id: str, field: str, body: str, floor: int) -> CasResult:
+        """Put ``field`` back with ``body`` if it is absent, at a revision above ``floor``."""
+        ...
+
+    async def epoch(self, candidate: str) -> str:
+        """The store's epoch (``candidate`` if it has none yet); a new one means the store was emptied."""
+        ...
+
     async def touch(self, consultation_ids: Iterable[str]) -> None:
         """Keep these consultations' presence alive (reset the TTL)."""
         ...
@@ -159,6 +194,7 @@ class InMemoryPresence:
         self._revs: dict[str, int] = {}
         self._touched: dict[str, float] = {}
         self._nodes: dict[str, float] = {}
+        self._epoch: str | None = None
         self._room_ttl_s = room_ttl_s
         self._node_ttl_s = node_ttl_s
         self._clock = clock
@@ -182,6 +218,21 @@ class InMemoryPresence:
         else:
             room[field] = f"{rev}|{new}"
         return CasResult(ok=True, rev=rev, current=None)
+
+    async def restore(self, consultation_id: str, field: str, body: str, floor: int) -> CasResult:
+        room = self._rooms.setdefault(consultation_id, {})
+        if field in room:
+            return CasResult(ok=False, rev=0, current=room[field])
+        rev = max(self._revs.get(consultation_id, 0), floor) + 1
+        self._revs[consultation_id] = rev
+        self._touched[consultation_id] = self._clock()
+        room[field] = f"{rev}|{body}"
+        return CasResult(ok=True, rev=rev, current=None)
+
+    async def epoch(self, candidate: str) -> str:
+        if self._epoch is None:
+            self._epoch = candidate
+        return self._epoch
 
     async def touch(self, consultation_ids: Iterable[str]) -> None:
         now = self._clock()
@@ -212,7 +263,10 @@ class InMemoryPresence:
 
 
 class RedisPresence:
-    """Presence in Redis: a hash per consultation (``<prefix>:room:<id>``) with a TTL."""
+    """Presence in Redis: a hash per consultation (``<prefix>:room:<id>``) with a TTL.
+
+    Every method raises :class:`PresenceUnavailable` when Redis cannot be reached.
+    """
 
     def __init__(
         self,
@@ -227,46 +281,63 @@ class RedisPresence:
         self._room_ttl_s = room_ttl_s
         self._node_ttl_s = node_ttl_s
         self._cas = client.register_script(_CAS_SCRIPT)
+        self._restore = client.register_script(_RESTORE_SCRIPT)
 
     def _key(self, consultation_id: str) -> str:
         return f"{self._prefix}:room:{consultation_id}"
 
     async def snapshot(self, consultation_id: str) -> dict[str, str]:
-        raw: dict[Any, Any] = await self._redis.hgetall(self._key(consultation_id))
+        async with _reachable():
+            raw: dict[Any, Any] = await self._redis.hgetall(self._key(consultation_id))
         return {_text(k): _text(v) for k, v in raw.items() if _text(k) != "_rev"}
 
     async def get(self, consultation_id: str, field: str) -> str | None:
-        value: Any = await self._redis.hget(self._key(consultation_id), field)
+        async with _reachable():
+            value: Any = await self._redis.hget(self._key(consultation_id), field)
         return _text(value) if value is not None else None
 
     async def cas(self, consultation_id: str, field: str, expected: str | None, new: str | None) -> CasResult:
-        result = await self._cas(
-            keys=[self._key(consultation_id)],
-            args=[field, expected or "", new or "", self._room_ttl_s],
-        )
-        rev, current = int(result[0]), result[1]
-        if rev:
-            return CasResult(ok=True, rev=rev, current=None)
-        text = current.decode() if isinstance(current, bytes) else str(current)
-        return CasResult(ok=False, rev=0, current=text or None)
+        async with _reachable():
+            result = await self._cas(
+                keys=[self._key(consultation_id)],
+                args=[field, expected or "", new or "", self._room_ttl_s],
+            )
+        return _cas_result(result)
+
+    async def restore(self, consultation_id: str, field: str, body: str, floor: int) -> CasResult:
+        async with _reachable():
+            result = await self._restore(
+                keys=[self._key(consultation_id)], args=[field, body, floor, self._room_ttl_s]
+            )
+        return _cas_result(result)
+
+    async def epoch(self, candidate: str) -> str:
+        key = f"{self._prefix}:{EPOCH_KEY}"
+        async with _reachable():
+            await self._redis.set(key, candidate, nx=True)
+            value: Any = await self._redis.get(key)
+        # Gone again between the two calls (another restart): the next check sees it.
+        return _text(value) if value is not None else ""
 
     async def touch(self, consultation_ids: Iterable[str]) -> None:
         ids = list(consultation_ids)
         if not ids:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with _reachable(), self._redis.pipeline(transaction=False) as pipe:
             for cid in ids:
                 pipe.expire(self._key(cid), self._room_ttl_s)
             await pipe.execute()
 
     async def node_heartbeat(self, node: str) -> None:
-        await self._redis.set(f"{self._prefix}:node:{node}", b"1", ex=self._node_ttl_s)
+        async with _reachable():
+            await self._redis.set(f"{self._prefix}:node:{node}", b"1", ex=self._node_ttl_s)
 
     async def nodes_alive(self, nodes: Iterable[str]) -> set[str]:
         wanted = sorted(set(nodes))
         if not wanted:
             return set()
-        values = await self._redis.mget([f"{self._prefix}:node:{n}" for n in wanted])
+        async with _reachable():
+            values = await self._redis.mget([f"{self._prefix}:node:{n}" for n in wanted])
         return {n for n, v in zip(wanted, values, strict=True) if v is not None}
 
     async def ping(self) -> None:
@@ -274,6 +345,23 @@ class RedisPresence:
 
     async def close(self) -> None:
         return None
+
+
+@contextlib.asynccontextmanager
+async def _reachable() -> AsyncIterator[None]:
+    """Redis errors (down, restarting, timing out) become :class:`PresenceUnavailable`."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise PresenceUnavailable(type(exc).__name__) from exc
+
+
+def _cas_result(result: Any) -> CasResult:
+    rev, current = int(result[0]), result[1]
+    if rev:
+        return CasResult(ok=True, rev=rev, current=None)
+    text = current.decode() if isinstance(current, bytes) else str(current)
+    return CasResult(ok=False, rev=0, current=text or None)
 
 
 def _text(value: bytes | str) -> str:

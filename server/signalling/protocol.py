@@ -402,6 +402,22 @@ class ConsultationEvent(ServerMessage):
     reason: str | None = None
 
 
+class Resync(ServerMessage):
+    """Messages may have been lost between server nodes: here is the state as it stands.
+
+    Sent after the node lost its connection to Redis (what was published meanwhile is
+    gone) or found Redis had lost the consultation's presence. The client replaces what it
+    believes with this: its own ``status``, ``consultation_state`` and the ``participants``
+    it may see (as in ``admitted``); media to admitted participants that broke is renegotiated.
+    """
+
+    type: Literal["resync"] = "resync"
+    reason: Literal["bus_interrupted", "presence_lost"]
+    status: Status
+    consultation_state: ConsultationState
+    participants: list[ParticipantView]
+
+
 class Relayed(ServerMessage):
     """An offer or answer from another participant (as sent, with ``from``; see :func:`relay_frame`)."""
 

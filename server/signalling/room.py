@@ -69,6 +69,11 @@ class Room:
             self.state = json.loads(body)["state"]
         return True
 
+    def reset(self, name: str, raw: str) -> None:
+        """Take the store's value whatever its revision (the store was emptied and refilled)."""
+        self.revs.pop(name, None)
+        self.apply(name, raw, Stored.parse(raw).rev)
+
     def forget(self, name: str) -> None:
         """The store says the field is gone (its revision is unknown)."""
         self.raw.pop(name, None)

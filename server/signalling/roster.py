@@ -19,18 +19,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from server.signalling.connection import Connection
 from server.signalling.context import HubContext
 from server.signalling.ports import Refusal
-from server.signalling.presence import CONSULTATION_FIELD, PARTICIPANT_PREFIX, ParticipantRecord, Stored
+from server.signalling.presence import (
+    CONSULTATION_FIELD,
+    PARTICIPANT_PREFIX,
+    ParticipantRecord,
+    PresenceUnavailable,
+    Stored,
+)
 from server.signalling.protocol import (
     Admitted,
     CloseCode,
     ConsultationEvent,
+    ConsultationState,
     Denied,
     ErrorCode,
     ParticipantEvent,
@@ -83,6 +90,8 @@ class Roster:
         self.on_remote_change: RemoteChange | None = None
         # Set by the hub: what to send a socket just before it is told it is admitted.
         self.before_admitted: Callable[[Connection, Room], None] | None = None
+        # Set by the hub: a field this node knew is gone from the store (restore it if Redis was emptied).
+        self.on_field_missing: Callable[[], Awaitable[None]] | None = None
 
     # --- rooms ---------------------------------------------------------------------------
 
@@ -134,8 +143,15 @@ class Roster:
 
         ``mutate`` sees the stored record (or None) and returns the new one, None to
         delete it, or UNCHANGED; it may raise :class:`Refusal`. It runs again if another
-        writer got in first.
+        writer got in first. An unreachable store is a ``service_unavailable`` refusal:
+        nothing changed, the socket stays, the command may be sent again.
         """
+        try:
+            return await self._update(room, participant_id, mutate)
+        except PresenceUnavailable:
+            raise _presence_unreachable() from None
+
+    async def _update(self, room: Room, participant_id: str, mutate: Mutation) -> Change | None:
         name = PARTICIPANT_PREFIX + participant_id
         expected = room.raw.get(name)
         checked = False
@@ -151,7 +167,7 @@ class Roster:
                 stored = await self.ctx.presence.get(room.id, name)
                 if stored == expected:
                     raise
-                expected = self._refresh(room, name, stored)
+                expected = await self._settle(room, name, expected, stored)
                 continue
             if new is UNCHANGED:
                 return None
@@ -160,9 +176,17 @@ class Roster:
             if result.ok:
                 room.apply(name, f"{result.rev}|{body}" if body is not None else None, result.rev)
                 return Change(old=current, new=new, rev=result.rev)
-            expected = self._refresh(room, name, result.current)
+            expected = await self._settle(room, name, expected, result.current)
             checked = True
         raise Refusal(ErrorCode.SERVICE_UNAVAILABLE, "Presence is busy; try again")
+
+    async def _settle(self, room: Room, name: str, expected: str | None, stored: str | None) -> str | None:
+        """Adopt what the store holds; a field we knew that is gone may mean Redis came back empty,
+        so recovery gets to put presence back first (else a resume would land in the waiting room)."""
+        if stored is None and expected is not None and self.on_field_missing is not None:
+            await self.on_field_missing()
+            stored = await self.ctx.presence.get(room.id, name)
+        return self._refresh(room, name, stored)
 
     @staticmethod
     def _refresh(room: Room, name: str, stored: str | None) -> str | None:
@@ -172,14 +196,31 @@ class Roster:
             room.apply(name, stored, Stored.parse(stored).rev)
         return stored
 
+    async def reachable(self) -> None:
+        """Refuse (``service_unavailable``) now if presence cannot be reached."""
+        try:
+            await self.ctx.presence.ping()
+        except Exception:
+            raise _presence_unreachable() from None
+
     async def set_state(
         self, room: Room, state: str, *, reason: str | None, ack: tuple[Connection, str] | None = None
     ) -> None:
-        """Record the consultation's new state and tell everyone (``live``, ``ended``); ``ack`` after."""
+        """Record the consultation's new state and tell everyone (``live``, ``ended``); ``ack`` after.
+
+        The database has the new state already: if presence cannot be reached, this node's
+        sockets are told anyway, and the other nodes learn it from the database when they
+        resync (:mod:`server.signalling.recovery`).
+        """
         body = json.dumps({"state": state})
         expected = room.raw.get(CONSULTATION_FIELD)
         for _ in range(8):
-            result = await self.ctx.presence.cas(room.id, CONSULTATION_FIELD, expected, body)
+            try:
+                result = await self.ctx.presence.cas(room.id, CONSULTATION_FIELD, expected, body)
+            except PresenceUnavailable:
+                room.state = cast(ConsultationState, state)
+                self.consultation_event(room, state, reason, ack=ack)
+                return
             if result.ok:
                 raw = f"{result.rev}|{body}"
                 room.apply(CONSULTATION_FIELD, raw, result.rev)
@@ -331,6 +372,9 @@ class Roster:
                     self.on_remote_change(room, envelope["e"], old, new)
         elif kind == "cs" and room.apply(CONSULTATION_FIELD, envelope["s"], envelope["r"]):
             self.consultation_event(room, room.state, envelope.get("why"))
+        elif kind == "restored":
+            # Another node put a field back after Redis lost it: the same content, a new revision.
+            room.reset(envelope["f"], envelope["s"])
 
 
 def replace(conn: Connection) -> None:
@@ -338,6 +382,10 @@ def replace(conn: Connection) -> None:
     conn.detach()
     conn.send(Replaced().wire())
     conn.close(CloseCode.REPLACED, "replaced")
+
+
+def _presence_unreachable() -> Refusal:
+    return Refusal(ErrorCode.SERVICE_UNAVAILABLE, "Signalling presence is not reachable; try again")
 
 
 def _presence_down() -> Refusal:
