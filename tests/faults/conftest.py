@@ -24,7 +24,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -207,10 +207,13 @@ ClusterFactory = Callable[..., Cluster]
 
 
 @pytest.fixture
-def make_cluster(fault_database: str, private_redis: RedisServer, tmp_path: Path) -> Iterator[ClusterFactory]:
+async def make_cluster(
+    fault_database: str, private_redis: RedisServer, tmp_path: Path
+) -> AsyncIterator[ClusterFactory]:
     """``make_cluster(nodes=2, **env)``: start the processes (``env``: more settings), build the scene."""
     started: list[KillableServer] = []
     built: list[Services] = []
+    scenes: list[Scene] = []
 
     def factory(nodes: int = 2, **env: str) -> Cluster:
         settings = make_settings(
@@ -228,13 +231,16 @@ def make_cluster(fault_database: str, private_redis: RedisServer, tmp_path: Path
             )
             started.append(node)
             processes.append(node.start())
-        built_scene = build_scene_on([services], processes)  # type: ignore[list-item]
+        built_scene = build_scene_on([services], processes)  # type: ignore[arg-type]
         add_user(services, "root", role=Role.ADMIN)
+        scenes.append(built_scene)
         return Cluster(
             scene=built_scene, nodes=processes, redis=private_redis, settings=settings, services=services
         )
 
     yield factory
+    for built_scene in scenes:
+        await built_scene.close_all()
     for node in started:
         node.stop()
     for services in built:
