@@ -167,7 +167,7 @@ async def join_room_peer(scene: Scene, node: int) -> tuple[Peer, str]:
 # --- 1. a server process killed mid-call ----------------------------------------------------
 
 
-async def test_a_node_killed_mid_call_the_room_resumes_on_its_restart_still_admitted_and_nothing_is_lost(
+async def test_a_node_killed_mid_call_the_room_resumes_on_its_restart_or_elsewhere_still_admitted(
     make_cluster: ClusterFactory,
 ) -> None:
     cluster = make_cluster(nodes=2)
@@ -208,10 +208,23 @@ async def test_a_node_killed_mid_call_the_room_resumes_on_its_restart_still_admi
         await fresh_video(room.session.call, host.id, tag=TAGS["host"], timeout=WAIT_S)
         assert frames(host, room) > before["host"] and frames(room, host) > before["room"]
 
-        # The audit trail: joined waiting, admitted once, resumed admitted; and it verifies.
+        # Killed again, for good: the reverse proxy now sends the room to the other process
+        # (here, the room is pointed at it), where it resumes just the same.
+        node_b.kill()
+        await room.session.wait_until(lambda s: s.status == "reconnecting", WAIT_S)
+        room.session.client.url = node_a.ws_url
+        state = await room.session.wait_until(lambda s: s.reconnects == 2 and s.status == "admitted", WAIT_S)
+        assert (state.consultation_state, scene.state()) == ("live", "live")
+        mid = {"host": frames(host, room), "room": frames(room, host)}
+        await fresh_video(host.session.call, room.id, tag=TAGS["room"], timeout=WAIT_S)
+        await fresh_video(room.session.call, host.id, tag=TAGS["host"], timeout=WAIT_S)
+        assert frames(host, room) > mid["host"] and frames(room, host) > mid["room"]
+
+        # The audit trail: joined waiting, admitted once, resumed admitted (twice); and it verifies.
         assert signalling_entries(scene, room.id) == [
             ("signalling.joined", {"resumed": False, "status": "waiting"}),
             ("signalling.admitted", {"participant": room.id}),
+            ("signalling.joined", {"resumed": True, "status": "admitted"}),
             ("signalling.joined", {"resumed": True, "status": "admitted"}),
         ]
         verify = httpx.get(

@@ -137,6 +137,25 @@ async def test_compare_and_set_lets_one_writer_win_and_orders_every_change(prese
     assert await presence.snapshot("c1") == {}
 
 
+async def test_restore_puts_back_only_an_absent_field_above_every_revision_seen(presence: Presence) -> None:
+    # What a node does after Redis came back empty (server/signalling/recovery.py).
+    kept = await presence.cas("c1", "p:kept", None, '{"s":1}')
+    restored = await presence.restore("c1", "p:lost", '{"s":2}', floor=40)
+    assert restored.ok and restored.rev > 40 and restored.rev > kept.rev
+    assert await presence.get("c1", "p:lost") == f"{restored.rev}|" + '{"s":2}'
+    # A field that is there is never overwritten: the caller learns its value.
+    again = await presence.restore("c1", "p:kept", '{"s":9}', floor=0)
+    assert (again.ok, again.current) == (False, f"{kept.rev}|" + '{"s":1}')
+    # Later writes keep counting from above the restored revision.
+    after = await presence.cas("c1", "p:kept", again.current, '{"s":3}')
+    assert after.ok and after.rev > restored.rev
+
+
+async def test_the_epoch_is_set_once_and_stays(presence: Presence) -> None:
+    first = await presence.epoch("aaaa")
+    assert await presence.epoch("bbbb") == first
+
+
 async def test_node_heartbeats_say_who_is_alive(presence: Presence) -> None:
     await presence.node_heartbeat("n1")
     assert await presence.nodes_alive(["n1", "n2"]) == {"n1"}
