@@ -7,7 +7,10 @@ that holds the room runs the timer, so the grace period ends even if the node th
 the socket has gone; the compare-and-set lets exactly one of them remove the record.
 
 Nodes heartbeat in presence; :meth:`Departures.sweep` finds records held by a node whose
-heartbeat stopped (it died without closing its sockets) and treats them as dropped.
+heartbeat stopped (it died without closing its sockets) and treats them as dropped. A
+socket that closes while presence (Redis) is unreachable cannot be marked disconnected
+then: the room keeps it in ``unrecorded_drops`` and the first sweep that reaches presence
+again records the drop, so the participant still times out if it does not come back.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from server.signalling.admission import Admission
 from server.signalling.connection import Connection
 from server.signalling.context import HubContext
+from server.signalling.ports import Refusal
 from server.signalling.presence import ParticipantRecord
 from server.signalling.protocol import Ack, CloseCode, Leave
 from server.signalling.room import Room
@@ -31,6 +35,12 @@ class Departures:
         self.ctx = ctx
         self.roster = roster
         self.admission = admission
+        # Until then (monotonic s) a missing heartbeat proves nothing: Redis came back empty.
+        self._heartbeats_from = 0.0
+
+    def distrust_heartbeats(self, for_s: float) -> None:
+        """Redis lost every heartbeat: give the other nodes ``for_s`` to send theirs again."""
+        self._heartbeats_from = time.monotonic() + for_s
 
     async def leave(self, conn: Connection, room: Room, message: Leave) -> None:
         """``leave``: gone now, no grace period."""
@@ -42,7 +52,12 @@ class Departures:
             return None
 
         conn.detach()
-        change = await self.roster.update(room, conn.participant_id, mutate)
+        try:
+            change = await self.roster.update(room, conn.participant_id, mutate)
+        except Refusal:
+            # Presence is unreachable: gone all the same; the others hear of it (a timeout) later.
+            self._defer_drop(room, conn.participant_id, conn_id)
+            change = None
         if change is not None and change.old is not None:
             await self.ctx.record_standing(
                 "signalling.left", room, actor=change.old, conn=conn, detail={"reason": "left"}
@@ -69,6 +84,8 @@ class Departures:
         try:
             if not conn.detached:
                 await self._disconnected(room, grant.participant_id, conn.id)
+        except Refusal:
+            self._defer_drop(room, grant.participant_id, conn.id)
         finally:
             await self.roster.release(room)
 
@@ -127,6 +144,19 @@ class Departures:
         if change.old.role == "host":
             await self.admission.host_gone(room)
 
+    def _defer_drop(self, room: Room, participant_id: str, conn_id: str) -> None:
+        """A socket closed while presence is unreachable: the sweep records it later (the room stays held)."""
+        if participant_id not in room.unrecorded_drops:
+            room.refs += 1
+        room.unrecorded_drops[participant_id] = conn_id
+
+    async def _record_drops(self, room: Room) -> None:
+        """Mark disconnected (and time out) the sockets that closed while presence was unreachable."""
+        for participant_id, conn_id in list(room.unrecorded_drops.items()):
+            await self._disconnected(room, participant_id, conn_id)  # a Refusal: next sweep
+            del room.unrecorded_drops[participant_id]
+            await self.roster.release(room)
+
     def on_remote_change(
         self, room: Room, event: str, old: ParticipantRecord | None, new: ParticipantRecord | None
     ) -> None:
@@ -144,16 +174,19 @@ class Departures:
         me = self.ctx.node_id
         await presence.node_heartbeat(me)
         rooms = list(self.roster.rooms.values())
+        for room in rooms:
+            await self._record_drops(room)
         await presence.touch(room.id for room in rooms)
         held = {r.node for room in rooms for r in room.records.values() if r.connected and r.node != me}
-        alive = await presence.nodes_alive(held) if held else set()
+        judge = time.monotonic() >= self._heartbeats_from
+        alive = await presence.nodes_alive(held) if held and judge else set()
         grace = self.ctx.limits.resume_grace.total_seconds()
         now = time.time()
         for room in rooms:
             for record in list(room.records.values()):
                 if record.status == "denied":
                     continue
-                if record.connected and record.node != me and record.node not in alive:
+                if judge and record.connected and record.node != me and record.node not in alive:
                     await self._disconnected(room, record.id, record.conn)
                 elif not record.connected and record.id not in room.grace_timers:
                     self.start_grace(room, record.id, record.conn, delay=max(0.0, record.since + grace - now))

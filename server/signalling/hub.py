@@ -98,6 +98,7 @@ class Hub:
         self.roster.on_remote_change = self.departures.on_remote_change
         self.recovery = Recovery(self.ctx, self.roster)
         self.roster.on_field_missing = self.recovery.check
+        self.recovery.on_presence_lost = lambda: self.departures.distrust_heartbeats(2 * sweep_interval_s + 1)
         self._sweeper: asyncio.Task[None] | None = None
         self._sweep_interval_s = sweep_interval_s
         self._on_close = on_close

@@ -11,7 +11,9 @@ Two things can go wrong with Redis, and both end here:
   node knew gone from the store (:meth:`Roster.update` waits for the restore, so a resume
   right after the restart keeps its place).
 
-A resync first looks at the epoch. If the store was emptied, this node puts back every
+A resync first looks at the epoch. If the store was emptied, this node heartbeats at once
+and stops judging other nodes dead by their heartbeats for two sweeps (theirs went with
+the store; each sends a new one at its next sweep), then puts back every
 field it has cached that is now absent (:meth:`Presence.restore`: only if absent, at a
 revision above every one this node has seen, so every cache takes it; the first node to
 restore a field wins, the others adopt its value). Otherwise it reloads its cache from the
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Literal
 
 from server.signalling.context import HubContext
@@ -47,6 +50,8 @@ class Recovery:
         self.ctx = ctx
         self.roster = roster
         self._epoch: str | None = None
+        # Set by the hub: Redis came back empty (every node's heartbeat is gone with it).
+        self.on_presence_lost: Callable[[], None] | None = None
         # A resync the store was not reachable for: the sweeper tries again.
         self._pending = False
         # One at a time: a reload must not run in the middle of a restore.
@@ -76,6 +81,10 @@ class Recovery:
 
     async def _resync_rooms(self, reason: Reason) -> None:
         self._pending = True
+        if reason == "presence_lost":
+            await self.ctx.presence.node_heartbeat(self.ctx.node_id)
+            if self.on_presence_lost is not None:
+                self.on_presence_lost()
         rooms = list(self.roster.rooms.values())
         log.warning(
             "signalling resync", extra={"reason": reason, "rooms": len(rooms), "node": self.ctx.node_id}

@@ -38,7 +38,10 @@ class Room:
         self.revs: dict[str, int] = {}
         self.local: dict[str, Connection] = {}
         self.grace_timers: dict[str, asyncio.TimerHandle] = {}
-        # Local sockets plus pending grace timers: the room is dropped when none are left.
+        # Sockets that closed while presence was unreachable (participant id -> socket id): their
+        # departure is recorded by the next sweep that reaches presence; each holds a reference.
+        self.unrecorded_drops: dict[str, str] = {}
+        # Local sockets, pending grace timers and unrecorded drops: the room is dropped when none are left.
         self.refs = 0
         self.loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.handler: Handler | None = None

@@ -157,6 +157,21 @@ async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = WA
         await asyncio.sleep(0.05)
 
 
+async def expect_about(
+    peer: Peer, kind: str, participant_id: str, *, since: int, timeout: float = WAIT_S
+) -> dict[str, Any]:
+    """The first ``participant.*`` event of ``kind`` about ``participant_id`` from ``peer.seen[since]``
+    on — already read while waiting for something else, or still to come."""
+    async with asyncio.timeout(timeout):
+        index = since
+        while True:
+            for message in peer.seen[index:]:
+                if message["type"] == kind and message["participant"]["id"] == participant_id:
+                    return message
+            index = len(peer.seen)
+            await peer.recv(timeout)
+
+
 async def join_room_peer(scene: Scene, node: int) -> tuple[Peer, str]:
     """The room endpoint's raw socket on ``node`` and its join token (to resume with)."""
     token = scene.room_token()
@@ -248,7 +263,7 @@ async def test_a_node_killed_mid_call_the_room_resumes_on_its_restart_or_elsewhe
 async def test_redis_restarted_mid_call_clients_are_told_to_resync_and_the_call_recovers(
     make_cluster: ClusterFactory,
 ) -> None:
-    cluster = make_cluster(nodes=2)
+    cluster = make_cluster(nodes=2, TELEMED_SIGNALLING_RESUME_GRACE="PT8S")
     scene = cluster.scene
     host = await scene.join_host(node=0)
     room, room_token = await join_room_peer(scene, node=1)
@@ -257,8 +272,13 @@ async def test_redis_restarted_mid_call_clients_are_told_to_resync_and_the_call_
     # A specialist (the SDK's signalling client) waits on the room's node.
     specialist = SignallingClient(cluster.nodes[1].ws_url, scene.specialist_token())
     try:
+        mark = len(host.seen)
         specialist_id = (await specialist.connect()).participant_id
-        assert (await host.expect("participant.joined"))["participant"]["id"] == specialist_id
+        await expect_about(host, "participant.joined", specialist_id, since=mark)
+        # And another who will go away during the outage and not come back.
+        mark = len(host.seen)
+        gone = await scene.join_specialist(node=1)
+        await expect_about(host, "participant.joined", gone.id, since=mark)
         await host.send(type="ice", to=room.id, candidate=ICE, connection_id="conn-before")
         assert (await room.expect("ice"))["connection_id"] == "conn-before"
 
@@ -282,8 +302,11 @@ async def test_redis_restarted_mid_call_clients_are_told_to_resync_and_the_call_
         await wait_for(lambda: specialist.close_code == 1013, "the resume refused with 1013")
         assert specialist.last_error is not None
         assert specialist.last_error.data["code"] == "service_unavailable"
+        gone_mark = len(host.seen)
+        gone.ws.transport.abort()
 
         cluster.redis.start()
+        restarted = len(host.seen)
         await readiness_becomes(cluster, 200)
         # …and every socket is told to resync, with the state as it stands: nobody lost their place.
         for me, other in ((host, room), (room, host)):
@@ -294,7 +317,7 @@ async def test_redis_restarted_mid_call_clients_are_told_to_resync_and_the_call_
                 "open",
             )
             seen = {p["id"]: p["status"] for p in resync["participants"]}
-            assert seen == {other.id: "admitted", specialist_id: "waiting"}
+            assert seen == {other.id: "admitted", specialist_id: "waiting", gone.id: "waiting"}
         assert "conn-lost" not in [m.get("connection_id") for m in room.seen]
 
         # The host's commands work again and reach the other node.
@@ -316,9 +339,10 @@ async def test_redis_restarted_mid_call_clients_are_told_to_resync_and_the_call_
         while (await specialist.next_event(timeout=WAIT_S)).type != "admitted":
             pass
         # Presence was put back: the room's socket drops and resumes on the other node, still admitted.
+        mark = len(host.seen)
         room.ws.transport.abort()
-        disconnected = await host.expect("participant.disconnected", timeout=WAIT_S)
-        assert disconnected["participant"]["id"] == room.id
+        await expect_about(host, "participant.disconnected", room.id, since=mark)
+        mark = len(host.seen)
         back = await scene.join(
             room_token,
             node=0,
@@ -326,7 +350,13 @@ async def test_redis_restarted_mid_call_clients_are_told_to_resync_and_the_call_
             **scene.posture_fields(scene.room, room_token, node=0),
         )
         assert (back.welcome["resumed"], back.welcome["status"]) == (True, "admitted")
-        assert (await host.expect("participant.resumed"))["participant"]["id"] == room.id
+        await expect_about(host, "participant.resumed", room.id, since=mark)
+        # The one that went away during the outage is not a ghost: it times out like any other.
+        left = await expect_about(host, "participant.left", gone.id, since=gone_mark)
+        assert left["reason"] == "timeout"
+        # Heartbeats went with Redis: nobody took the room's node for dead (one drop: the one above).
+        drops = [m for m in host.seen[restarted:] if m["type"] == "participant.disconnected"]
+        assert [m["participant"]["id"] for m in drops].count(room.id) == 1
     finally:
         await specialist.close()
 
