@@ -32,6 +32,7 @@ import asyncio
 import itertools
 import json
 import random
+import re
 import secrets
 import tempfile
 import time
@@ -40,6 +41,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jose import jwt as jose_jwt
 from websockets.asyncio.client import ClientConnection, connect
@@ -129,6 +131,7 @@ class SignallingReport:
     elapsed_s: float = 0.0
     measured_s: float = 0.0
     memory: MemorySamples = field(default_factory=MemorySamples)
+    open_sockets_after: float | None = None  # telemed_signalling_connections once every call ended
 
     @property
     def memory_baseline_mb(self) -> float:
@@ -152,7 +155,12 @@ class SignallingReport:
 
     @property
     def passed(self) -> bool:
-        return not self.errors and self.joined == self.model.consultations and self.memory_flat
+        return (
+            not self.errors
+            and self.joined == self.model.consultations
+            and self.memory_flat
+            and self.open_sockets_after == 0
+        )
 
     def lines(self) -> list[str]:
         """The figures, one per line, ending with PASS or FAIL."""
@@ -177,12 +185,15 @@ class SignallingReport:
             f"(growth {self.memory_growth_mb:+.1f} MB, bound {self.memory_bound_mb:.1f} MB = "
             f"max({MEMORY_BOUND_PCT:.0f} %, {MEMORY_BOUND_MB:.0f} MB)), after end "
             f"{median(self.memory.of('after')[-1:]):.1f} MB",
+            f"  open sockets on the server after every end: {self.open_sockets_after}",
         ]
         lines += [f"  error: {e}" for e in self.errors[:10]]
         if len(self.errors) > 10:
             lines.append(f"  ... and {len(self.errors) - 10} more errors")
         lines.append(
-            "PASS" if self.passed else "FAIL (errors, missing joins or memory growth beyond the bound)"
+            "PASS"
+            if self.passed
+            else "FAIL (errors, missing joins, memory growth beyond the bound or sockets left open)"
         )
         return lines
 
@@ -482,6 +493,11 @@ async def drive(ws_url: str, pid: int, bookings: list[Booking], report: Signalli
     run.phase = "after"
     await asyncio.sleep(2.5)
     sampler.cancel()
+    metrics_url = ws_url.replace("ws://", "http://", 1).split("/ws/", 1)[0] + "/metrics"
+    async with httpx.AsyncClient(timeout=10) as probe:
+        text = (await probe.get(metrics_url)).text
+    found = re.search(r"^telemed_signalling_connections (\S+)$", text, re.MULTILINE)
+    report.open_sockets_after = float(found.group(1)) if found else None
     lost = len(run.sent_at)
     if lost:
         report.errors.append(f"{lost} relayed messages never arrived")

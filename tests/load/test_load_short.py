@@ -32,6 +32,7 @@ def test_fifty_consultations_relay_everything_and_the_server_memory_stays_flat()
     show(report.lines())
     assert report.errors == []
     assert (report.joined, report.ended) == (50, 50)
+    assert report.open_sockets_after == 0  # the server let go of every socket
     assert report.relayed > 50 * 10  # every consultation negotiated at least once
     assert report.memory_flat, (
         f"server RSS grew {report.memory_growth_mb:.1f} MB > {report.memory_bound_mb:.1f} MB"
